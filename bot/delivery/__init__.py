@@ -1,0 +1,1 @@
+"""Delivery: turn a growing reply into paced, coalesced platform messages."""
