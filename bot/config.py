@@ -87,6 +87,8 @@ class BackendConfig(BaseModel):
     sampler: Sampler = Sampler()
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=120.0, gt=0)
+    # False asks for one JSON answer instead of a stream (for servers whose SSE is broken)
+    stream: bool = True
 
     @field_validator("base_url")
     @classmethod

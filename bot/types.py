@@ -47,7 +47,9 @@ class Action(enum.StrEnum):
     CONTINUE = "continue"
     STOP = "stop"
     RESET = "reset"
+    RESUME = "resume"  # text: the id of an earlier chat
     DELETE_LAST = "delete_last"
+    GREET = "greet"  # post the character's greeting if the chat is empty
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,9 +46,7 @@ async def test_turn_stores_message_then_reply_in_order(redis: Redis, keys: KeyBu
     assert history[1].swipes == ["hi there"]
 
 
-async def test_busy_channel_queues_and_hands_over_in_order(
-    redis: Redis, keys: KeyBuilder
-) -> None:
+async def test_busy_channel_queues_and_hands_over_in_order(redis: Redis, keys: KeyBuilder) -> None:
     store = await make(redis, keys)
     first = await store.enqueue(KEY, user("one"))
     assert first is not None
@@ -113,7 +111,12 @@ async def test_swipes_replace_and_delete(redis: Redis, keys: KeyBuilder) -> None
     last.swipe_id, last.text = 1, "b"
     await store.commit(KEY, s2.token, [ops.replace(last)])
     stored = (await store.history(KEY))[-1]
-    assert (stored.id, stored.text, stored.swipes, stored.swipe_id) == (last.id, "b", ["a", "b"], 1)
+    assert (stored.id, stored.text, stored.swipes, stored.swipe_id) == (
+        last.id,
+        "b",
+        ["a", "b"],
+        1,
+    )
     assert stored.meta == {"model": "m"}
     s3 = await store.enqueue(KEY, QueuedAction(Action.DELETE_LAST, ALEX))
     assert s3 is not None
@@ -137,9 +140,7 @@ async def test_reset_archives_and_resume_restores(redis: Redis, keys: KeyBuilder
     await store.commit(KEY, s.token)
     s = await store.enqueue(KEY, QueuedAction(Action.RESET, ALEX))
     assert s is not None
-    await store.commit(
-        KEY, s.token, [ops.resume(1, {"title": "second"})], chat_id=2, resume_id=1
-    )
+    await store.commit(KEY, s.token, [ops.resume(1, {"title": "second"})], chat_id=2, resume_id=1)
     assert [m.text for m in await store.history(KEY)] == ["first chat", "r"]
     cur, saved = await store.chats(KEY)
     assert cur == 1 and saved == {2: {"title": "second"}}
@@ -183,7 +184,7 @@ async def test_inbox_is_bounded(redis: Redis, keys: KeyBuilder) -> None:
 
 async def test_unicode_and_large_text_round_trip(redis: Redis, keys: KeyBuilder) -> None:
     store = await make(redis, keys)
-    text = "héllo \"quoted\" {\"id\":0,} ✨\n" * 2000
+    text = 'héllo "quoted" {"id":0,} ✨\n' * 2000
     s = await store.enqueue(KEY, user(text))
     assert s is not None and s.history[0].text == text
 

@@ -1,0 +1,1 @@
+"""Platform front ends: each translates platform events into the core's Inbound turns."""

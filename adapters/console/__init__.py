@@ -1,0 +1,1 @@
+"""The console front end: talk to a character in the terminal, no platform account needed."""

@@ -1,0 +1,160 @@
+"""The terminal front end: `sillybot chat`.
+
+Lines typed are turns; slash commands map to engine actions. Ctrl-C stops a reply that is
+streaming; at the prompt it quits. Input is read on a daemon thread so that quitting never
+waits for a pending ``input()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import Any, TextIO
+
+from adapters.console.surface import ConsoleSurface
+from bot.config import Settings
+from bot.delivery.ports import Surface, SurfaceFactory
+from bot.engine.turns import Engine
+from bot.types import Action, Author, ChatKey, Inbound
+
+HELP = """commands:
+  /regen      regenerate the last reply (keeps the old one as a swipe)
+  /next /prev swipe through the alternatives of the last reply (past the last: a new one)
+  /continue   continue the last reply
+  /stop       stop the reply being written (Ctrl-C does the same)
+  /delete     delete the last exchange
+  /reset      start a new chat (the old one is kept)
+  /chats      list saved chats;  /resume N  go back to chat N
+  /history    show the chat so far
+  /quit       leave (Ctrl-D too)"""
+
+ACTIONS: dict[str, Action] = {
+    "/regen": Action.REGENERATE,
+    "/next": Action.SWIPE_RIGHT,
+    "/prev": Action.SWIPE_LEFT,
+    "/continue": Action.CONTINUE,
+    "/stop": Action.STOP,
+    "/delete": Action.DELETE_LAST,
+    "/reset": Action.RESET,
+    "/resume": Action.RESUME,
+}
+
+
+class ConsoleFrontEnd:
+    platform = "con"
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: Mapping[str, str],
+        *,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self._options = dict(options)
+        self._in = stdin or sys.stdin
+        self._out = stdout or sys.stdout
+        self._surface = ConsoleSurface(self._out)
+        self.key = ChatKey(self.platform, "local", self._options.get("channel") or "console")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def surfaces(self) -> SurfaceFactory:
+        def factory(key: ChatKey) -> Surface:
+            return self._surface
+
+        return factory
+
+    async def run(self, engine: Engine) -> None:
+        store = engine.store
+        if name := self._options.get("character"):
+            engine.characters.get(name)  # fail now, with the known names, if it is wrong
+            await store.set_setting(self.key, "character", name)
+        if name := self._options.get("backend"):
+            engine.backends.get(name)
+            await store.set_setting(self.key, "backend", name)
+        user = Author("console", self._options.get("user") or "You")
+        settings = await store.settings(self.key)
+        character = engine.characters.get(settings.get("character", ""))
+        self._print(f"Talking to {character.name}. /help lists commands, Ctrl-D quits.\n")
+        await self._show_history(engine)
+        await engine.handle(Inbound(self.key, user, Action.GREET))
+        self._lines = self._reader()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, self._interrupt, engine)
+        try:
+            while (line := await self._lines.get()) is not None:
+                if not await self._dispatch(engine, user, line.strip()):
+                    break
+            # end of input (a pipe, Ctrl-D): let queued turns finish before leaving
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGINT)
+            if self._tasks:
+                await engine.stop(self.key)
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _interrupt(self, engine: Engine) -> None:
+        if self._tasks:  # Ctrl-C while a reply streams stops it; at the prompt it quits
+            self._spawn(engine.stop(self.key))
+            self._print("\n[stopping]\n")
+        else:
+            self._lines.put_nowait(None)
+
+    async def _dispatch(self, engine: Engine, user: Author, line: str) -> bool:
+        if not line:
+            return True
+        word, _, rest = line.partition(" ")
+        if word in ("/quit", "/exit"):
+            return False
+        if word == "/help":
+            self._print(HELP + "\n")
+        elif word == "/history":
+            await self._show_history(engine)
+        elif word == "/chats":
+            current, saved = await engine.store.chats(self.key)
+            for chat_id, summary in sorted(saved.items()):
+                self._print(
+                    f"  #{chat_id}: {summary.get('title', '')!s} "
+                    f"({summary.get('messages', 0)} messages)\n"
+                )
+            self._print(f"  #{current}: (current)\n")
+        elif word in ACTIONS:
+            self._spawn(engine.handle(Inbound(self.key, user, ACTIONS[word], rest)))
+        elif word.startswith("/") and " " not in word and len(word) > 1:
+            self._print(f"unknown command {word}; /help lists them\n")
+        else:
+            self._spawn(engine.handle(Inbound(self.key, user, Action.MESSAGE, line)))
+        return True
+
+    async def _show_history(self, engine: Engine) -> None:
+        for message in await engine.store.history(self.key, 20):
+            self._print(f"{message.name}: {message.text}\n\n")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _print(self, text: str) -> None:
+        self._surface.end_message()  # never write onto the line of a streaming reply
+        self._out.write(text)
+        self._out.flush()
+
+    def _reader(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            for line in self._in:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        threading.Thread(target=pump, name="console-input", daemon=True).start()
+        return queue

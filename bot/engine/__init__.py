@@ -1,0 +1,1 @@
+"""The engine: turns, locks, queue, swipes, continue, stop, reset."""
