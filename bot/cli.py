@@ -36,12 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
         if args.config:
             settings = settings.model_copy(update={"config_file": args.config})
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             filename=str(settings.data_dir / "sillybot.log") if args.command == "chat" else None,
         )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         command = {"run": _run, "chat": _chat, "check": _check, "models": _models}[args.command]
         return asyncio.run(command(settings, args))
     except BotError as exc:

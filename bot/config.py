@@ -124,6 +124,12 @@ class AppConfig(BaseModel):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     characters: dict[str, CharacterConfig] = Field(default_factory=dict)
 
+    @field_validator("backends", "characters", "defaults", mode="before")
+    @classmethod
+    def _empty_section(cls, v: object) -> object:
+        # a section left with only commented-out entries parses as null in YAML
+        return {} if v is None else v
+
     def backend(self, name: str = "") -> tuple[str, BackendConfig]:
         name = name or self.defaults.backend or next(iter(self.backends), "")
         if name not in self.backends:

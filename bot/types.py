@@ -115,6 +115,21 @@ class ChatMessage:
             platform_ids=list(d.get("platform_ids", ())),
         )
 
+    def copy(self) -> ChatMessage:
+        """A copy whose lists can be changed without touching this message."""
+        return ChatMessage(
+            self.id,
+            self.role,
+            self.name,
+            self.text,
+            self.user_id,
+            list(self.swipes),
+            self.swipe_id,
+            [dict(m) for m in self.swipe_meta],
+            self.created,
+            list(self.platform_ids),
+        )
+
     @property
     def meta(self) -> dict[str, Any]:
         if 0 <= self.swipe_id < len(self.swipe_meta):

@@ -84,7 +84,8 @@ class OpenAICompatBackend:
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 15.0))
         key = api_key.get_secret_value() if api_key is not None else ""
         self._secrets = (key,) if key else ()
-        self._headers = auth_headers(preset, key)
+        # httpx.Headers: a config header replaces a preset one whatever its letter case
+        self._headers = httpx.Headers(auth_headers(preset, key))
         self._headers.update(preset.headers)
         self._headers.update(headers or {})
 
@@ -98,7 +99,7 @@ class OpenAICompatBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         path, body = self.request_body(request)
-        headers = dict(self._headers)
+        headers = self._headers.copy()
         headers["Accept"] = "text/event-stream" if self._stream else "application/json"
         delivered = False
         try:

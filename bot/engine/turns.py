@@ -174,7 +174,7 @@ class Engine:
         if last.role != "assistant":
             reply = await self._generate(state, state.history)
             return [ops.append(reply)] if reply else []
-        return await self._new_swipe(state, last)
+        return await self._new_swipe(state, self._last_reply(state))
 
     async def _on_swipe_right(self, state: TurnState) -> list[Op]:
         last = self._last_reply(state)
@@ -237,7 +237,7 @@ class Engine:
     def _last_reply(self, state: TurnState) -> ChatMessage:
         if not state.history or state.history[-1].role != "assistant":
             raise UserFacingError("The last message is not a reply from the character.")
-        last = state.history[-1]
+        last = state.history[-1].copy()  # history entries are shared, decoded once
         if not last.swipes:
             last.swipes, last.swipe_meta, last.swipe_id = [last.text], [{}], 0
         while len(last.swipe_meta) < len(last.swipes):

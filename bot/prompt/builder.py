@@ -74,10 +74,10 @@ def build_prompt(inputs: PromptInputs, counter: TokenCounter) -> BuiltPrompt:
         last = history.pop()
         partial = [_history_block(last, len(history), inputs, humans, fixed=True, partial=True)]
     tail_at = _tail_start(history)
-    turns = [
-        _history_block(m, i, inputs, humans, fixed=i >= tail_at) for i, m in enumerate(history)
+    tail = [
+        _history_block(history[i], i, inputs, humans, fixed=True)
+        for i in range(tail_at, len(history))
     ]
-    older, tail = turns[:tail_at], turns[tail_at:]
     head = _header(inputs, ctx)
     start = _chat_start(inputs, ctx)
     examples = _examples(inputs, ctx)
@@ -89,12 +89,15 @@ def build_prompt(inputs: PromptInputs, counter: TokenCounter) -> BuiltPrompt:
         )
         closing.append(Block(BlockKind.CONTINUE_NUDGE, "system", nudge))
 
-    costs: dict[Block, int] = {}  # each block priced once (a real tokenizer is not free)
+    # each block priced once (a real tokenizer is not free); keyed by identity because
+    # hashing a frozen dataclass rebuilds a tuple of its fields on every lookup
+    costs: dict[int, tuple[Block, int]] = {}
 
     def cost(block: Block) -> int:
-        if block not in costs:
-            costs[block] = renderer.cost(block, counter)
-        return costs[block]
+        hit = costs.get(id(block))
+        if hit is None:  # the block is kept in the value, so its id cannot be reused
+            hit = costs[id(block)] = (block, renderer.cost(block, counter))
+        return hit[1]
 
     def price(blocks: Sequence[Block]) -> int:
         return sum(cost(b) for b in blocks)
@@ -109,10 +112,12 @@ def build_prompt(inputs: PromptInputs, counter: TokenCounter) -> BuiltPrompt:
 
     free = budget - needed
     kept: list[Block] = []
-    for block in reversed(older):  # newest first, stop at the first that does not fit
-        if cost(block) > free:
+    for i in range(tail_at - 1, -1, -1):  # newest first, stop at the first that does not fit
+        block = _history_block(history[i], i, inputs, humans, fixed=False)
+        price_of = cost(block)
+        if price_of > free:
             break
-        free -= cost(block)
+        free -= price_of
         kept.append(block)
     kept.reverse()
     shown: list[list[Block]] = []

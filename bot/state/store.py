@@ -109,6 +109,7 @@ class ChatStore:
         window: int = 400,
         lock_ttl: float = 30.0,
         inbox_max: int = 50,
+        decode_cache: int = 20_000,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -116,6 +117,8 @@ class ChatStore:
         self._ttl_ms = int(lock_ttl * 1000)
         self._inbox_max = inbox_max
         self._sha = ""
+        self._decoded: dict[bytes | str, ChatMessage] = {}
+        self._decode_cache = decode_cache
         self.lock_ttl = lock_ttl
 
     async def start(self) -> None:
@@ -192,8 +195,24 @@ class ChatStore:
         else:
             item = QueuedAction.from_json(_s(body))
         settings = {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
-        history = [ChatMessage.from_dict(json.loads(e)) for e in log]
+        history = [self._decode(e) for e in log]
         return TurnState(key, _s(token), item, int(chat), settings, history)
+
+    def _decode(self, raw: bytes | str) -> ChatMessage:
+        """Decode a stored entry, through a cache keyed by the entry's exact bytes.
+
+        Each turn reads the same recent window again; an entry's bytes are its whole
+        content, so a cached decode can never be stale. Callers must not mutate the
+        returned messages (copy one to change it).
+        """
+        hit = self._decoded.get(raw)
+        if hit is None:
+            hit = ChatMessage.from_dict(json.loads(raw))
+            if len(self._decoded) >= self._decode_cache:
+                for old in list(self._decoded)[: self._decode_cache // 4]:
+                    del self._decoded[old]
+            self._decoded[raw] = hit
+        return hit
 
     # --- reads and settings (no lock: single-key reads or independent writes) -----------
 

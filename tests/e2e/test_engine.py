@@ -94,7 +94,12 @@ async def test_a_message_gets_a_streamed_reply_that_is_stored(rig: Rig) -> None:
 
 async def test_messages_sent_while_generating_are_answered_in_order(rig: Rig) -> None:
     rig.backend.enqueue(words("first reply", 0.05), words("second reply"), words("third reply"))
-    await asyncio.gather(rig.say("one"), rig.say("two"), rig.say("three"))
+    first = asyncio.create_task(rig.say("one"))
+    await asyncio.wait_for(rig.backend.started.wait(), 3)
+    await rig.say("two")  # returns at once: queued behind the running turn
+    await rig.say("three")
+    assert len(rig.backend.requests) == 1
+    await asyncio.wait_for(first, 5)  # the lock holder answers the queue in order
     assert await rig.texts() == [
         ("assistant", (await rig.store.history(KEY))[0].text),
         ("user", "one"),

@@ -205,9 +205,10 @@ Reply = Text | Cut | InStreamError | Endless | Huge | Raw | Status
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-cased names; a repeated header keeps its last value
     body: Any
     raw: bytes
+    raw_headers: list[str]  # every header name as sent, lower-cased, repeats kept
 
 
 _CHAT_ROLES = {"system", "user", "assistant", "developer", "tool"}
@@ -238,6 +239,7 @@ class FakeOpenAI:
         self.rejections: list[str] = []
         self.disconnects = 0
         self.disconnected = asyncio.Event()
+        self.received = asyncio.Event()
         self._replies: deque[Reply] = deque()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -286,7 +288,9 @@ class FakeOpenAI:
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self.requests.append(Recorded(request.method, request.path, headers, body, raw))
+        names = [k.lower() for k in request.headers]
+        self.requests.append(Recorded(request.method, request.path, headers, body, raw, names))
+        self.received.set()
         route = request.path.removeprefix(self.prefix)
         problem = self._check_auth(headers)
         if problem:
