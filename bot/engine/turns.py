@@ -7,6 +7,7 @@ that caller, so nothing depends on which process received the event).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -59,6 +60,7 @@ class Engine:
         self._counter = counter
         self._limits = limits
         self._running: dict[ChatKey, Generation] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[Action, Handler] = {
             Action.MESSAGE: self._on_message,
             Action.REGENERATE: self._on_regenerate,
@@ -74,17 +76,47 @@ class Engine:
     # --- entry points ---------------------------------------------------------------------
 
     async def handle(self, inbound: Inbound) -> None:
-        """Queue one event and, if this caller got the channel, serve the channel's queue."""
+        """Submit one event and wait until the turns it started (if any) are done."""
+        task = await self.submit(inbound)
+        if task is not None:
+            await task
+
+    async def submit(self, inbound: Inbound) -> asyncio.Task[None] | None:
+        """Queue one event in the channel's inbox, in arrival order, and return at once.
+
+        If this call got the channel, the queue is served by a tracked background task,
+        which is returned; otherwise the current holder (in any process) will answer it.
+        """
         key = inbound.key
         if inbound.action is Action.STOP:
             await self.stop(key)
-            return
+            return None
         try:
             state = await self.store.enqueue(key, self._item(inbound))
         except BotError as exc:
             await self.notice(key, exc.user_message())
-            return
-        await self._drain(state)
+            return None
+        if state is None:
+            return None
+        task = asyncio.create_task(self._drain(state), name=f"turns {key.tag()}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self) -> None:
+        """Wait for every turn this process is serving."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop what is generating (partial replies are kept) and wait for the turns."""
+        for generation in list(self._running.values()):
+            generation.stop()
+        await self.idle()
+
+    def busy(self, key: ChatKey) -> bool:
+        """Whether this process is generating a reply in ``key`` right now."""
+        return key in self._running
 
     async def stop(self, key: ChatKey) -> None:
         """Stop the reply being generated in ``key``, in this process or another."""

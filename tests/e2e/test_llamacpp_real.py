@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from bot.backends.base import (
 from bot.backends.local import LocalModelServer
 from bot.backends.registry import build_backend
 from bot.config import BackendConfig, Sampler
+from bot.errors import BackendUnavailable
 from tests.contract.backend_contract import collect, text_of
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.asyncio(loop_scope="module")]
@@ -147,3 +149,14 @@ async def test_closing_mid_reply_leaves_the_server_usable(
     events, error = await collect(backend, chat(max_tokens=5))
     assert error is None
     assert isinstance(events[-1], Finish)
+
+
+async def test_a_server_that_cannot_start_says_why(base_url: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    server = LocalModelServer(model=broken, startup_timeout=60)
+    with pytest.raises(BackendUnavailable) as caught:
+        await server.start()
+    assert "exited" in caught.value.message
+    assert caught.value.detail  # the server's own last lines, for the log
+    await server.close()
