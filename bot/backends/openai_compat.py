@@ -137,7 +137,7 @@ class OpenAICompatBackend:
             async for batch in batches:
                 for record in batch:
                     if record.event == ERROR_EVENT:
-                        raise self._in_stream(record.data, delivered=deltas)
+                        raise self._in_stream(record.data)
                     data = record.data
                     if data == "[DONE]":
                         done = True
@@ -145,7 +145,7 @@ class OpenAICompatBackend:
                     try:
                         obj = json.loads(data)
                         if obj.get("error"):
-                            raise self._in_stream(obj, delivered=deltas)
+                            raise self._in_stream(obj)
                         choices = obj.get("choices")
                         if choices:
                             choice = choices[0]
@@ -171,7 +171,7 @@ class OpenAICompatBackend:
                             reason = choice.get("finish_reason")
                             if reason:
                                 if reason == "error":
-                                    raise self._in_stream(obj, delivered=deltas)
+                                    raise self._in_stream(obj)
                                 finish = reason
                         if obj.get("usage"):
                             usage = usage_of(obj["usage"]) or usage
@@ -210,11 +210,11 @@ class OpenAICompatBackend:
         meter.records += len(batch)
         yield batch
 
-    def _in_stream(self, error: str | Mapping[str, Any], *, delivered: bool) -> BackendError:
+    def _in_stream(self, error: str | Mapping[str, Any]) -> BackendError:
         if isinstance(error, str):
             decoded = decode_json(error)
             error = decoded if isinstance(decoded, Mapping) else {"error": {"message": error}}
-        return openai_error(self.name, error, secrets=self._secrets, midstream=delivered)
+        return openai_error(self.name, error, secrets=self._secrets)
 
     def _ended_early(self, meter: _Meter, deltas: bool) -> BackendError:
         if meter.size == 0:

@@ -73,7 +73,7 @@ def build_request(
         path = "/completions"
         body["prompt"] = request.prompt
         body["max_tokens"] = request.max_tokens
-    pass
+    body["stream"] = stream
     if stream and preset.include_usage:
         body["stream_options"] = {"include_usage": True}
     stop = _stops(request.stop, preset.max_stop)
