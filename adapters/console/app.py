@@ -30,6 +30,7 @@ HELP = """commands:
   /reset      start a new chat (the old one is kept)
   /chats      list saved chats;  /resume N  go back to chat N
   /history    show the chat so far
+  /usage      tokens used in this chat place, per backend and model
   /quit       leave (Ctrl-D too)"""
 
 ACTIONS: dict[str, Action] = {
@@ -113,6 +114,8 @@ class ConsoleFrontEnd:
             return False
         if word == "/help":
             self._print(HELP + "\n")
+        elif word == "/usage":
+            self._print((await engine.store.usage(self.key)).describe() + "\n")
         elif word == "/history":
             await self._show_history(engine)
         elif word == "/chats":

@@ -73,7 +73,14 @@ class Finish:
     raw: str = ""  # the backend's own word, kept for logs
 
 
-StreamEvent = TextDelta | ReasoningDelta | Usage | Finish
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Progress to show while no text has arrived (AI Horde's queue position and kudos)."""
+
+    text: str
+
+
+StreamEvent = TextDelta | ReasoningDelta | Usage | Finish | Status
 
 
 @dataclass(frozen=True, slots=True)

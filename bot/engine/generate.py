@@ -17,6 +17,7 @@ from bot.backends.base import (
     Finish,
     GenerationRequest,
     ReasoningDelta,
+    Status,
     TextDelta,
     Usage,
 )
@@ -126,6 +127,8 @@ class Generation:
                     out.usage = event
                 elif isinstance(event, Finish):
                     out.finish, out.raw_finish = event.reason.value, event.raw
+                elif isinstance(event, Status) and not out.text:
+                    await self._on_text(f"⏳ {event.text}")
         except BackendError as exc:
             _log.warning("backend %s failed: %s (%s)", self._backend.name, exc, exc.detail)
             out.error = exc

@@ -178,7 +178,11 @@ class Engine:
             await self.notice(key, "Something went wrong with that turn; it has been logged.")
         try:
             return await self.store.commit(
-                key, state.token, written, chat_id=state.chat_id, resume_id=_resume_id(state)
+                key,
+                state.token,
+                [*written, *state.pending],
+                chat_id=state.chat_id,
+                resume_id=_resume_id(state),
             )
         except BotError as exc:
             await self.notice(key, exc.user_message())
@@ -190,6 +194,7 @@ class Engine:
         history = state.history
         writes: list[Op] = []
         if len(history) == 1:  # the first message of a chat: the greeting comes first
+            await self.store.register_channel(state.key)  # idempotent; for server usage
             greeting = self._greeting(state)
             if greeting is not None:
                 writes.append(ops.prepend(greeting))
@@ -375,13 +380,24 @@ class Engine:
                 await sink.finish(_failure_line(outcome))
                 return None
             ids = await sink.finish(text + _marker(outcome))
+        meta = _meta(backend_name, config.model, outcome, built.prompt_tokens)
+        usage = outcome.usage
+        state.pending.append(
+            ops.usage(
+                backend_name,
+                config.model,
+                _author_id(state),
+                (usage.prompt_tokens if usage else None) or built.prompt_tokens,
+                (usage.completion_tokens if usage else None) or self._counter.count(text),
+            )
+        )
         return ChatMessage(
             0,
             "assistant",
             character.name,
             text,
             swipes=[text],
-            swipe_meta=[_meta(backend_name, config.model, outcome, built.prompt_tokens)],
+            swipe_meta=[meta],
             created=time.time(),
             platform_ids=ids,
         )
@@ -389,6 +405,11 @@ class Engine:
     def _backend(self, state: TurnState) -> tuple[str, tuple[Backend, BackendConfig]]:
         name = state.settings.get("backend", "") or self.backends.default
         return name, self.backends.get(name)
+
+
+def _author_id(state: TurnState) -> str:
+    item = state.item
+    return item.author.user_id if isinstance(item, QueuedAction) else item.user_id
 
 
 def _resume_id(state: TurnState) -> int:

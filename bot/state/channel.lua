@@ -1,7 +1,7 @@
 -- One script for every fenced operation on a channel, so a turn costs two round trips:
 -- "enqueue" (push + maybe take the lock + load state) and "commit" (write + next or release).
--- KEYS: 1 inbox, 2 lock, 3 fence, 4 meta, 5 settings, 6 log, 7 chats, 8 stop,
---       9 archive key of the current chat, 10 archive key of a chat to resume (optional)
+-- KEYS: 1 inbox, 2 lock, 3 fence, 4 meta, 5 settings, 6 log, 7 chats, 8 stop, 9 usage,
+--       10 archive key of the current chat, 11 archive key of a chat to resume (optional)
 -- Inbox items are "M" .. entry-json (a message; the entry starts with {"id":0,) or "A" .. json.
 local mode = ARGV[1]
 
@@ -99,11 +99,23 @@ elseif mode == 'commit' then
         redis.call('LREM', KEYS[6], 1, '__deleted__')
       end
       ids[#ids + 1] = idx
+    elseif op == 'usage' then
+      -- payload: backend \t model \t user \t prompt tokens \t completion tokens
+      local b, m, u, p, c = string.match(payload, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(%d+)\t(%d+)$')
+      if b then
+        local bm = b .. '\t' .. m
+        redis.call('HINCRBY', KEYS[9], bm .. '\tp', p)
+        redis.call('HINCRBY', KEYS[9], bm .. '\tc', c)
+        redis.call('HINCRBY', KEYS[9], bm .. '\tn', 1)
+        redis.call('HINCRBY', KEYS[9], 'u\t' .. u .. '\tp', p)
+        redis.call('HINCRBY', KEYS[9], 'u\t' .. u .. '\tc', c)
+        ids[#ids + 1] = redis.call('HINCRBY', KEYS[9], 'turns', 1)
+      end
     elseif op == 'archive' then
       -- payload: summary json of the chat being closed; a new, empty chat becomes current
       local cur = redis.call('HGET', KEYS[4], 'chat') or '1'
       if redis.call('EXISTS', KEYS[6]) == 1 then
-        redis.call('RENAME', KEYS[6], KEYS[9])
+        redis.call('RENAME', KEYS[6], KEYS[10])
         redis.call('HSET', KEYS[7], cur, payload)
       end
       local nxt = math.max(tonumber(cur), tonumber(redis.call('HGET', KEYS[4], 'chats') or '1')) + 1
@@ -112,13 +124,13 @@ elseif mode == 'commit' then
     elseif op == 'resume' then
       -- payload: "<target id>\n<summary json of the current chat>"
       local target, summary = string.match(payload, '^(%d+)\n(.*)$')
-      if redis.call('EXISTS', KEYS[10]) == 0 then return {-3} end
+      if redis.call('EXISTS', KEYS[11]) == 0 then return {-3} end
       local cur = redis.call('HGET', KEYS[4], 'chat') or '1'
       if redis.call('EXISTS', KEYS[6]) == 1 then
-        redis.call('RENAME', KEYS[6], KEYS[9])
+        redis.call('RENAME', KEYS[6], KEYS[10])
         redis.call('HSET', KEYS[7], cur, summary)
       end
-      redis.call('RENAME', KEYS[10], KEYS[6])
+      redis.call('RENAME', KEYS[11], KEYS[6])
       redis.call('HDEL', KEYS[7], target)
       local top = math.max(tonumber(cur), tonumber(redis.call('HGET', KEYS[4], 'chats') or '1'))
       redis.call('HSET', KEYS[4], 'chat', target, 'chats', top)

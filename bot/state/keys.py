@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from bot.types import ChatKey
 
 # The parts of one channel's state; names are part of the stored format, keep them stable.
-CHANNEL_PARTS = ("inbox", "lock", "fence", "meta", "settings", "log", "chats", "stop")
+CHANNEL_PARTS = ("inbox", "lock", "fence", "meta", "settings", "log", "chats", "stop", "usage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,7 @@ class ChannelKeys:
     log: str
     chats: str
     stop: str
+    usage: str
 
     def archive(self, chat_id: int) -> str:
         """Where an earlier chat's log is kept after a reset (same slot as the live log)."""
@@ -41,6 +42,11 @@ class KeyBuilder:
 
     def channel(self, key: ChatKey) -> ChannelKeys:
         return ChannelKeys(*(self.build(key, part) for part in CHANNEL_PARTS))
+
+    def server(self, platform: str, bot_id: str, server: str, part: str) -> str:
+        """A server-wide key (its own slot): e.g. the index of the server's channels."""
+        tag = ":".join(p.replace("{", "(").replace("}", ")") for p in (platform, bot_id, server))
+        return f"{self.prefix}:{{srv:{tag}}}:{part}"
 
     def pattern(self, part: str) -> str:
         """A SCAN pattern for one part across channels (operators' tools only)."""

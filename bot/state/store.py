@@ -68,6 +68,53 @@ class TurnState:
     settings: dict[str, str]
     history: list[ChatMessage]
     written: list[int] = field(default_factory=list)  # ids/indices from the previous commit
+    pending: list[Op] = field(default_factory=list)  # extra writes for this turn's commit
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts: per (backend, model) -> (prompt, completion, replies); per user id."""
+
+    by_model: dict[tuple[str, str], tuple[int, int, int]] = field(default_factory=dict)
+    by_user: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, flat: dict[str, int]) -> Usage:
+        by_model: dict[tuple[str, str], list[int]] = {}
+        by_user: dict[str, list[int]] = {}
+        for name, value in flat.items():
+            parts = name.split("\t")
+            if parts[0] == "u" and len(parts) == 3:
+                by_user.setdefault(parts[1], [0, 0])["pc".index(parts[2])] += value
+            elif len(parts) == 3 and parts[2] in ("p", "c", "n"):
+                by_model.setdefault((parts[0], parts[1]), [0, 0, 0])["pcn".index(parts[2])] += (
+                    value
+                )
+        return cls(
+            {k: (v[0], v[1], v[2]) for k, v in by_model.items()},
+            {k: (v[0], v[1]) for k, v in by_user.items()},
+        )
+
+    def __add__(self, other: Usage) -> Usage:
+        by_model = dict(self.by_model)
+        for k, (p, c, n) in other.by_model.items():
+            op, oc, on = by_model.get(k, (0, 0, 0))
+            by_model[k] = (op + p, oc + c, on + n)
+        by_user = dict(self.by_user)
+        for who, (p, c) in other.by_user.items():
+            up, uc = by_user.get(who, (0, 0))
+            by_user[who] = (up + p, uc + c)
+        return Usage(by_model, by_user)
+
+    def describe(self) -> str:
+        if not self.by_model:
+            return "No replies generated yet."
+        lines = ["backend / model: prompt + completion tokens (replies)"]
+        for (backend, model), (p, c, n) in sorted(self.by_model.items()):
+            lines.append(f"  {backend} / {model}: {p:,} + {c:,} ({n})")
+        for user, (p, c) in sorted(self.by_user.items()):
+            lines.append(f"  user {user}: {p:,} + {c:,}")
+        return "\n".join(lines)
 
 
 # Ops for commit: (name, payload). Built by the helpers below, never by hand.
@@ -88,6 +135,12 @@ def replace(message: ChatMessage) -> Op:
 
 def delete(message_id: int) -> Op:
     return ("delete", str(message_id))
+
+
+def usage(backend: str, model: str, user_id: str, prompt: int, completion: int) -> Op:
+    """Count a reply's tokens for this channel (per backend+model and per user)."""
+    clean = [v.replace("\t", " ") for v in (backend, model, user_id)]
+    return ("usage", "\t".join([*clean, str(max(prompt, 0)), str(max(completion, 0))]))
 
 
 def archive(summary: dict[str, Any]) -> Op:
@@ -230,6 +283,27 @@ class ChatStore:
             cur, saved = await self._call(pipe.execute())
         return int(cur or 1), {int(k): json.loads(v) for k, v in saved.items()}
 
+    async def usage(self, key: ChatKey) -> Usage:
+        raw = await self._call(self._redis.hgetall(self._keys.channel(key).usage))
+        return Usage.parse({_s(k): int(v) for k, v in raw.items()})
+
+    async def register_channel(self, key: ChatKey) -> None:
+        """Index the channel under its server, for server-wide usage (once per channel)."""
+        index = self._keys.server(key.platform, key.bot_id, key.server, "channels")
+        member = f"{key.channel_id}\t{key.thread_id}"
+        await self._call(self._redis.sadd(index, member))
+
+    async def server_usage(self, platform: str, bot_id: str, server: str) -> Usage:
+        """Usage summed over every channel of one server (an operator's or admin's read)."""
+        index = self._keys.server(platform, bot_id, server, "channels")
+        members = await self._call(self._redis.smembers(index))
+        total = Usage()
+        for member in members:
+            channel, _, thread = _s(member).partition("\t")
+            key = ChatKey(platform, bot_id, channel, thread, server)
+            total = total + await self.usage(key)
+        return total
+
     async def settings(self, key: ChatKey) -> dict[str, str]:
         raw = await self._call(self._redis.hgetall(self._keys.channel(key).settings))
         return {_s(k): _s(v) for k, v in raw.items()}
@@ -269,7 +343,7 @@ class ChatStore:
 
 
 def _keys(ch: ChannelKeys) -> list[str]:
-    return [ch.inbox, ch.lock, ch.fence, ch.meta, ch.settings, ch.log, ch.chats, ch.stop]
+    return [ch.inbox, ch.lock, ch.fence, ch.meta, ch.settings, ch.log, ch.chats, ch.stop, ch.usage]
 
 
 def _s(v: Any) -> str:

@@ -201,3 +201,26 @@ async def test_unreachable_redis_is_a_state_error(keys: KeyBuilder) -> None:
     with pytest.raises(StateError):
         await store.start()
     await dead.aclose()
+
+
+async def test_usage_is_counted_per_backend_model_and_user(redis: Redis, keys: KeyBuilder) -> None:
+    store = await make(redis, keys)
+    s = await store.enqueue(KEY, user("hi"))
+    assert s is not None
+    await store.commit(KEY, s.token, [ops.append(reply("a")), ops.usage("fb", "m1", "u1", 100, 7)])
+    s = await store.enqueue(KEY, user("again"))
+    assert s is not None
+    await store.commit(KEY, s.token, [ops.usage("fb", "m1", "u2", 50, 3)])
+    other = ChatKey("con", "b1", "c2", server="")
+    s = await store.enqueue(other, user("x"))
+    assert s is not None
+    await store.commit(other, s.token, [ops.usage("or", "m2", "u1", 10, 1)])
+    usage = await store.usage(KEY)
+    assert usage.by_model == {("fb", "m1"): (150, 10, 2)}
+    assert usage.by_user == {"u1": (100, 7), "u2": (50, 3)}
+    await store.register_channel(KEY)
+    await store.register_channel(other)
+    total = await store.server_usage("con", "b1", "")
+    assert total.by_model == {("fb", "m1"): (150, 10, 2), ("or", "m2"): (10, 1, 1)}
+    assert total.by_user["u1"] == (110, 8)
+    assert "fb / m1: 150 + 10 (2)" in total.describe()

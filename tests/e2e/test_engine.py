@@ -240,3 +240,14 @@ async def test_channels_do_not_share_history(rig: Rig) -> None:
     await rig.say("hello", other)
     assert not any("secret plan" in m.content for m in rig.backend.requests[1].messages)
     assert [t for _, t in await rig.texts(other)][1:] == ["hello", "for chan 2"]
+
+
+async def test_usage_is_recorded_for_the_channel_and_server(rig: Rig) -> None:
+    rig.backend.enqueue(words("one two three"), words("four"))
+    await rig.say("hi")
+    await rig.act(Action.REGENERATE)
+    usage = await rig.store.usage(KEY)
+    assert usage.by_model == {("fake", "m"): (20, 4, 2)}  # the fake reports 10 prompt tokens
+    assert usage.by_user == {"u1": (20, 4)}
+    server = await rig.store.server_usage("dc", "bot", "guild-1")
+    assert server.by_model == usage.by_model
