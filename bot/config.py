@@ -114,6 +114,8 @@ class Defaults(BaseModel):
         "Write {{char}}'s next reply in a fictional chat between {{char}} and {{user}}."
     )
     history_window: int = Field(default=400, ge=1)
+    # backends tried in order when the channel's backend fails before any text arrives
+    fallback: list[str] = Field(default_factory=list)
     lock_ttl: float = Field(default=30.0, gt=1)
 
 

@@ -13,16 +13,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from bot.backends.base import Backend, GenerationRequest
 from bot.backends.pool import BackendPool
-from bot.config import BackendConfig, Defaults
+from bot.config import Defaults
 from bot.delivery.pacer import Pacer
 from bot.delivery.ports import SurfaceFactory
 from bot.delivery.stream import Delivery
 from bot.engine.characters import CharacterLibrary
-from bot.engine.generate import Generation, Outcome
+from bot.engine.generate import Generation
+from bot.engine.reply import Replier
 from bot.errors import BotError, LockLost, StateError, UserFacingError
-from bot.prompt.builder import PromptInputs, build_prompt
 from bot.prompt.greeting import greeting_swipes
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
@@ -60,6 +59,9 @@ class Engine:
         self._counter = counter
         self._limits = limits
         self._running: dict[ChatKey, Generation] = {}
+        self._replier = Replier(
+            store, backends, characters, surfaces, pacer, defaults, counter, self._running
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[Action, Handler] = {
             Action.MESSAGE: self._on_message,
@@ -199,7 +201,7 @@ class Engine:
             if greeting is not None:
                 writes.append(ops.prepend(greeting))
                 history = [greeting, *history]
-        reply = await self._generate(state, history)
+        reply = await self._replier.generate(state, history, self._user_name(state))
         if reply is not None:
             writes.append(ops.append(reply))
         return writes
@@ -209,7 +211,7 @@ class Engine:
         if last is None:
             raise UserFacingError("There is nothing to regenerate yet.")
         if last.role != "assistant":
-            reply = await self._generate(state, state.history)
+            reply = await self._replier.generate(state, state.history, self._user_name(state))
             return [ops.append(reply)] if reply else []
         return await self._new_swipe(state, self._last_reply(state))
 
@@ -227,7 +229,9 @@ class Engine:
 
     async def _on_continue(self, state: TurnState) -> list[Op]:
         last = self._last_reply(state)
-        reply = await self._generate(state, state.history, continue_from=last)
+        reply = await self._replier.generate(
+            state, state.history, self._user_name(state), continue_from=last
+        )
         if reply is None:
             return []
         last.text = last.swipes[last.swipe_id] = reply.text
@@ -289,7 +293,7 @@ class Engine:
         return [ops.replace(last)]
 
     async def _new_swipe(self, state: TurnState, last: ChatMessage) -> list[Op]:
-        reply = await self._generate(state, state.history[:-1])
+        reply = await self._replier.generate(state, state.history[:-1], self._user_name(state))
         if reply is None:
             return []
         last.swipes.append(reply.text)
@@ -323,94 +327,6 @@ class Engine:
         async with Delivery(self._surfaces[key.platform](key), self._pacer, key.tag()) as sink:
             return await sink.finish(text)
 
-    async def _generate(
-        self,
-        state: TurnState,
-        history: list[ChatMessage],
-        *,
-        continue_from: ChatMessage | None = None,
-    ) -> ChatMessage | None:
-        """Stream one reply to the channel; None when nothing usable arrived."""
-        key = state.key
-        character = self.characters.get(state.settings.get("character", ""))
-        backend_name, (backend, config) = self._backend(state)
-        built = build_prompt(
-            PromptInputs(
-                character=character,
-                user_name=self._user_name(state),
-                persona_description="",
-                history=history,
-                system_prompt=self._defaults.system_prompt,
-                mode=config.mode,
-                context_size=config.context_size,
-                max_tokens=config.max_tokens,
-                continue_last=continue_from is not None,
-            ),
-            self._counter,
-        )
-        request = GenerationRequest(
-            mode=config.mode,
-            model=config.model,
-            max_tokens=config.max_tokens,
-            messages=built.messages,
-            prompt=built.text,
-            stop=built.stop,
-            sampler=config.sampler.as_dict(),
-        )
-        prefix = continue_from.text if continue_from is not None else ""
-        async with Delivery(self._surfaces[key.platform](key), self._pacer, key.tag()) as sink:
-            generation = Generation(
-                backend,
-                request,
-                sink.update,
-                renew=lambda: self.store.renew(key, state.token),
-                renew_every=self.store.lock_ttl / 3,
-                prefix=prefix,
-                stops=built.stop,
-            )
-            self._running[key] = generation
-            try:
-                outcome = await generation.run()
-            finally:
-                self._running.pop(key, None)
-            if outcome.lost is not None:
-                raise outcome.lost
-            text = outcome.text.strip()
-            if not text or text == prefix.strip():
-                await sink.finish(_failure_line(outcome))
-                return None
-            ids = await sink.finish(text + _marker(outcome))
-        meta = _meta(backend_name, config.model, outcome, built.prompt_tokens)
-        usage = outcome.usage
-        state.pending.append(
-            ops.usage(
-                backend_name,
-                config.model,
-                _author_id(state),
-                (usage.prompt_tokens if usage else None) or built.prompt_tokens,
-                (usage.completion_tokens if usage else None) or self._counter.count(text),
-            )
-        )
-        return ChatMessage(
-            0,
-            "assistant",
-            character.name,
-            text,
-            swipes=[text],
-            swipe_meta=[meta],
-            created=time.time(),
-            platform_ids=ids,
-        )
-
-    def _backend(self, state: TurnState) -> tuple[str, tuple[Backend, BackendConfig]]:
-        name = state.settings.get("backend", "") or self.backends.default
-        return name, self.backends.get(name)
-
-
-def _author_id(state: TurnState) -> str:
-    item = state.item
-    return item.author.user_id if isinstance(item, QueuedAction) else item.user_id
-
 
 def _resume_id(state: TurnState) -> int:
     item = state.item
@@ -423,40 +339,3 @@ def _resume_id(state: TurnState) -> int:
 def _summary(state: TurnState) -> dict[str, object]:
     first_user = next((m.text for m in state.history if m.role == "user"), "")
     return {"title": first_user[:60], "messages": len(state.history), "ended": time.time()}
-
-
-def _marker(outcome: Outcome) -> str:
-    if outcome.stopped:
-        return " [stopped]"
-    if outcome.error is not None:
-        return f"\n\n⚠ cut off: {outcome.error.user_message()}"
-    return ""
-
-
-def _failure_line(outcome: Outcome) -> str:
-    if outcome.error is not None:
-        return f"⚠ {outcome.error.user_message()}"
-    if outcome.stopped:
-        return "[stopped before the reply began]"
-    return "⚠ The backend returned an empty reply; try regenerating."
-
-
-def _meta(backend: str, model: str, outcome: Outcome, prompt_estimate: int) -> dict[str, object]:
-    usage = outcome.usage
-    meta: dict[str, object] = {
-        "backend": backend,
-        "model": model,
-        "finish": outcome.finish or ("stopped" if outcome.stopped else "error"),
-        "prompt_tokens": (
-            usage.prompt_tokens if usage and usage.prompt_tokens else prompt_estimate
-        ),
-        "completion_tokens": usage.completion_tokens if usage else None,
-        **outcome.timing(),
-    }
-    if outcome.reasoning:
-        meta["reasoning"] = outcome.reasoning
-    if outcome.partial:
-        meta["partial"] = True
-    if outcome.error is not None:
-        meta["error"] = outcome.error.user_message()
-    return meta

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ class Rig:
     backend: ScriptedBackend
     surfaces: Surfaces
     store: ChatStore
+    spare: ScriptedBackend = field(default_factory=ScriptedBackend)
 
     def seen(self, key: ChatKey = KEY) -> list[str]:
         return self.surfaces.by_key[key].visible()
@@ -48,12 +49,16 @@ class Rig:
 
 @pytest.fixture
 async def rig(redis: Redis, keys: KeyBuilder) -> AsyncIterator[Rig]:
-    backend = ScriptedBackend()
+    backend, spare = ScriptedBackend("fake"), ScriptedBackend("spare")
+    by_name = {"fake": backend, "spare": spare}
     config = AppConfig(
-        backends={"fake": BackendConfig(provider="custom", base_url="http://fake", model="m")},
+        backends={
+            "fake": BackendConfig(provider="custom", base_url="http://fake", model="m"),
+            "spare": BackendConfig(provider="custom", base_url="http://spare", model="s"),
+        },
         defaults=Defaults(backend="fake", lock_ttl=3.0),
     )
-    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
+    pool = BackendPool(config, None, lambda _: None, lambda name, *_: by_name[name])  # type: ignore[arg-type]
     store = ChatStore(redis, keys, lock_ttl=3.0)
     await store.start()
     surfaces = Surfaces()
@@ -66,7 +71,9 @@ async def rig(redis: Redis, keys: KeyBuilder) -> AsyncIterator[Rig]:
         config.defaults,
         EstimateCounter(),
     )
-    yield Rig(engine, backend, surfaces, store)
+    rig = Rig(engine, backend, surfaces, store)
+    rig.spare = spare
+    yield rig
 
 
 async def test_a_message_gets_a_streamed_reply_that_is_stored(rig: Rig) -> None:
@@ -251,3 +258,26 @@ async def test_usage_is_recorded_for_the_channel_and_server(rig: Rig) -> None:
     assert usage.by_user == {"u1": (20, 4)}
     server = await rig.store.server_usage("dc", "bot", "guild-1")
     assert server.by_model == usage.by_model
+
+
+async def test_fallback_chain_answers_when_the_primary_is_down_and_says_so(rig: Rig) -> None:
+    await rig.store.set_setting(KEY, "fallback", "spare")
+    rig.backend.enqueue(
+        [BackendRateLimited("rate limited (HTTP 429)", retry_after=30, backend="fake")]
+    )
+    rig.spare.enqueue(words("The spare answers."))
+    await rig.say("hello?")
+    assert rig.seen()[-1] == "The spare answers.\n\n↪ answered by spare (fake was unavailable)"
+    last = (await rig.store.history(KEY))[-1]
+    assert last.text == "The spare answers."
+    assert last.meta["backend"] == "spare" and last.meta["model"] == "s"
+    assert last.meta["fallback_from"] == ["fake: rate limited (HTTP 429)"]
+    assert (await rig.store.usage(KEY)).by_model.keys() == {("spare", "s")}
+
+
+async def test_no_fallback_after_text_arrived(rig: Rig) -> None:
+    await rig.store.set_setting(KEY, "fallback", "spare")
+    rig.backend.enqueue([TextDelta("Half"), BackendUnavailable("dropped", backend="fake")])
+    await rig.say("go")
+    assert (await rig.store.history(KEY))[-1].text == "Half"
+    assert rig.spare.requests == []
