@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from bot.backends.pool import BackendPool
 from bot.config import Defaults
@@ -62,7 +63,8 @@ class Engine:
         self._replier = Replier(
             store, backends, characters, surfaces, pacer, defaults, counter, self._running
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # turns being served
+        self._watchers: set[asyncio.Task[None]] = set()  # items queued behind another holder
         self._handlers: dict[Action, Handler] = {
             Action.MESSAGE: self._on_message,
             Action.REGENERATE: self._on_regenerate,
@@ -99,11 +101,33 @@ class Engine:
             await self.notice(key, exc.user_message())
             return None
         if state is None:
+            # Queued behind a holder. If that holder dies (or its last commit was lost to a
+            # Redis outage) the lock expires with our item still queued: look again then.
+            self._track(self._watch(key), self._watchers)
             return None
-        task = asyncio.create_task(self._drain(state), name=f"turns {key.tag()}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self._track(self._drain(state), self._tasks)
+
+    @staticmethod
+    def _track(
+        work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]
+    ) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         return task
+
+    async def _watch(self, key: ChatKey, tries: int = 3) -> None:
+        for _ in range(tries):
+            await asyncio.sleep(self.store.lock_ttl)
+            try:
+                state = await self.store.acquire(key)
+            except StateError:
+                continue
+            if state is not None:
+                await self._track(self._drain(state), self._tasks)
+                return
+            if not await self.store.queued(key):
+                return
 
     async def idle(self) -> None:
         """Wait for every turn this process is serving."""
@@ -112,9 +136,12 @@ class Engine:
 
     async def close(self) -> None:
         """Stop what is generating (partial replies are kept) and wait for the turns."""
+        for watcher in list(self._watchers):
+            watcher.cancel()
         for generation in list(self._running.values()):
             generation.stop()
         await self.idle()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
 
     def busy(self, key: ChatKey) -> bool:
         """Whether this process is generating a reply in ``key`` right now."""

@@ -234,6 +234,10 @@ class ChatStore:
     async def release(self, key: ChatKey, token: str) -> None:
         await self._run(key, "release", token)
 
+    async def queued(self, key: ChatKey) -> int:
+        """How many items wait in the channel's inbox."""
+        return int(await self._call(self._redis.llen(self._keys.channel(key).inbox)))
+
     async def request_stop(self, key: ChatKey) -> None:
         ch = self._keys.channel(key)
         await self._call(self._redis.set(ch.stop, "1", px=self._ttl_ms * 2))

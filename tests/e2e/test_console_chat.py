@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.openai_wire import Status, Text
+from tests.fakes.openai_wire import Endless, Status, Text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,44 @@ async def test_a_broken_config_fails_at_start_naming_the_key(tmp_path: Path) -> 
     assert code == 1
     assert "backends.x.base_url" in err and "http://" in err
     assert "Traceback" not in err
+
+
+async def test_ctrl_c_stops_the_streaming_reply_and_keeps_it(tmp_path: Path) -> None:
+    async with FakeOpenAI() as server:
+        config = write_config(tmp_path, server.base_url)
+        server.enqueue(Endless(interval=0.05))
+        env = {
+            **os.environ,
+            "SILLYBOT_CONFIG": str(config),
+            "SILLYBOT_DATA_DIR": str(tmp_path / "data"),
+            "REDIS_URL": "",
+            "TEST_SERVER_KEY": "sk-test-4f9a1c0d2e7b",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "chat",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"tell me a long story\n")
+        await proc.stdin.drain()
+        seen = b""
+        while b"w3 " not in seen:  # the reply is streaming
+            seen += await asyncio.wait_for(proc.stdout.read(64), 20)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.5)
+        proc.stdin.write(b"/history\n")
+        proc.stdin.close()
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        text = (seen + out).decode()
+        assert proc.returncode == 0, err.decode()
+        assert "[stopped]" in text
+        assert "Traceback" not in text + err.decode()
+        # the stored reply is what arrived before the stop
+        assert "Aria: w1 w2 w3" in text.split("[stopped]", 1)[1]
