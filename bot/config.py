@@ -55,7 +55,11 @@ def _dotenv_value(path: Path, variable: str) -> str | None:
 
 
 class Sampler(BaseModel):
-    """Sampler settings in the core's names; a backend family translates them."""
+    """Sampler settings in the core's names; each backend family translates the ones its
+    server supports and drops the rest (with a debug log), so no setting breaks a request.
+
+    The names follow SillyTavern's text-generation settings where they exist.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,13 +67,87 @@ class Sampler(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
+    top_a: float | None = Field(default=None, ge=0)
+    typical_p: float | None = Field(default=None, ge=0, le=1)
+    tfs: float | None = Field(default=None, ge=0, le=1)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    repetition_penalty_range: int | None = Field(default=None, ge=-1)
+    repetition_penalty_slope: float | None = Field(default=None, ge=0)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    repetition_penalty: float | None = Field(default=None, gt=0)
+    mirostat_mode: int | None = Field(default=None, ge=0, le=2)
+    mirostat_tau: float | None = Field(default=None, ge=0)
+    mirostat_eta: float | None = Field(default=None, ge=0)
+    dry_multiplier: float | None = Field(default=None, ge=0)
+    dry_base: float | None = Field(default=None, ge=0)
+    dry_allowed_length: int | None = Field(default=None, ge=0)
+    dry_penalty_last_n: int | None = Field(default=None, ge=-1)
+    dry_sequence_breakers: tuple[str, ...] | None = None
+    xtc_threshold: float | None = Field(default=None, ge=0, le=1)
+    xtc_probability: float | None = Field(default=None, ge=0, le=1)
+    dynatemp_low: float | None = Field(default=None, ge=0)
+    dynatemp_high: float | None = Field(default=None, ge=0)
+    dynatemp_exponent: float | None = Field(default=None, ge=0)
+    smoothing_factor: float | None = Field(default=None, ge=0)
     seed: int | None = None
+    logit_bias: dict[str, float] | None = None  # token id -> bias
+    banned_strings: tuple[str, ...] | None = None
+    ban_eos_token: bool | None = None
+    grammar: str | None = None  # GBNF, for servers that take one
+    json_schema: dict[str, Any] | None = None
+    sampler_order: tuple[int, ...] | None = None  # KoboldCpp's sampler ids
+    reasoning_effort: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
+
+    def merged(self, override: Sampler) -> Sampler:
+        """This preset with ``override``'s set values on top."""
+        return self.model_copy(update=override.as_dict())
+
+
+SafetyThreshold = Literal[
+    "OFF",
+    "BLOCK_NONE",
+    "BLOCK_ONLY_HIGH",
+    "BLOCK_MEDIUM_AND_ABOVE",
+    "BLOCK_LOW_AND_ABOVE",
+    "server_default",
+]
+
+
+class GeminiOptions(BaseModel):
+    """Google AI Studio / Vertex AI settings (``provider: gemini`` or ``vertex``).
+
+    Vertex authenticates with an API key (``api_key_env``, "express mode") or a service
+    account: a JSON key file named by ``service_account_file`` or by the environment variable
+    ``service_account_env`` (e.g. ``GOOGLE_APPLICATION_CREDENTIALS``). ``project`` defaults to
+    the service account's own project. ``safety_threshold`` applies to every harm category;
+    ``server_default`` sends no safety settings at all.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    project: str = ""
+    region: str = "us-central1"
+    service_account_file: Path | None = None
+    service_account_env: str | None = None
+    safety_threshold: SafetyThreshold = "OFF"
+    # Gemma models refuse `systemInstruction`; False sends the system text as a user turn
+    system_instruction: bool = True
+    thinking_budget: int | None = Field(default=None, ge=-1)  # -1: dynamic, 0: off
+    include_thoughts: bool = False
+
+    def service_account_path(self) -> Path | None:
+        """The key file: the configured path, else the one the named variable holds."""
+        if self.service_account_file is not None:
+            return self.service_account_file
+        if not self.service_account_env:
+            return None
+        value = os.environ.get(self.service_account_env)
+        if value is None:
+            value = _dotenv_value(Path(".env"), self.service_account_env)
+        return Path(value) if value else None
 
 
 class BackendConfig(BaseModel):
@@ -85,10 +163,13 @@ class BackendConfig(BaseModel):
     context_size: int = Field(default=8192, ge=256)
     max_tokens: int = Field(default=300, ge=1)
     sampler: Sampler = Sampler()
+    # a SillyTavern textgen or kobold preset file; `sampler:` values override it
+    sampler_preset: Path | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=120.0, gt=0)
     # False asks for one JSON answer instead of a stream (for servers whose SSE is broken)
     stream: bool = True
+    gemini: GeminiOptions = GeminiOptions()
 
     @field_validator("base_url")
     @classmethod
@@ -159,7 +240,19 @@ def load_config(path: Path) -> AppConfig:
         name: CharacterConfig(card=c.card if c.card.is_absolute() else base / c.card)
         for name, c in config.characters.items()
     }
-    return config.model_copy(update={"characters": chars})
+    backends = {name: _with_preset(b, base) for name, b in config.backends.items()}
+    return config.model_copy(update={"characters": chars, "backends": backends})
+
+
+def _with_preset(backend: BackendConfig, base: Path) -> BackendConfig:
+    if backend.sampler_preset is None:
+        return backend
+    from bot.backends.samplers import load_sampler_preset  # the ST name table lives there
+
+    path = backend.sampler_preset
+    path = path if path.is_absolute() else base / path
+    sampler = load_sampler_preset(path).merged(backend.sampler)
+    return backend.model_copy(update={"sampler": sampler, "sampler_preset": path})
 
 
 def _describe(path: Path, exc: ValidationError) -> str:
