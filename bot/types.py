@@ -69,6 +69,9 @@ class ChatMessage:
 
     ``text`` is always the selected swipe's text; ``swipes[swipe_id]`` holds the same string.
     ``meta`` holds per-swipe generation facts (backend, model, tokens, timing, partial marker).
+    ``extra`` holds message-level facts that are not per swipe: ``hidden`` (kept in the chat but
+    never sent in a prompt, SillyTavern's ``is_system``) and ``st`` (an imported SillyTavern
+    message's fields we do not model, kept so an export gives them back).
     """
 
     id: int
@@ -81,6 +84,7 @@ class ChatMessage:
     swipe_meta: list[dict[str, Any]] = field(default_factory=list)
     created: float = 0.0
     platform_ids: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -98,6 +102,8 @@ class ChatMessage:
             d["swipe_meta"] = self.swipe_meta
         if self.platform_ids:
             d["platform_ids"] = self.platform_ids
+        if self.extra:
+            d["extra"] = self.extra
         return d
 
     @classmethod
@@ -113,6 +119,7 @@ class ChatMessage:
             swipe_meta=list(d.get("swipe_meta", ())),
             created=float(d.get("created", 0.0)),
             platform_ids=list(d.get("platform_ids", ())),
+            extra=dict(d.get("extra", {})),
         )
 
     def copy(self) -> ChatMessage:
@@ -128,6 +135,7 @@ class ChatMessage:
             [dict(m) for m in self.swipe_meta],
             self.created,
             list(self.platform_ids),
+            dict(self.extra),
         )
 
     @property

@@ -49,7 +49,7 @@ def card_error(data: bytes, source: str = "card.png") -> str:
     return info.value.message
 
 
-# -- loading -----------------------------------------------------------------------------------
+# -- loading --------------------------------------------------------------------------------------
 
 
 def test_seraphina_png_loads_with_its_lorebook() -> None:
@@ -173,7 +173,7 @@ def test_load_card_from_disk(tmp_path: Path) -> None:
     assert load_card(path).name == "Mira"
 
 
-# -- failures ----------------------------------------------------------------------------------
+# -- failures -------------------------------------------------------------------------------------
 
 
 def test_png_without_card_chunks() -> None:
@@ -256,16 +256,17 @@ def test_wrong_field_types_name_the_field(obj: Any, expected: str) -> None:
     assert card_error(json.dumps(obj).encode(), "x.json").startswith(expected)
 
 
-def test_not_utf8_and_charx() -> None:
+def test_not_utf8_and_broken_zip() -> None:
     assert "not UTF-8 text" in card_error(b'{"name": "\xff"}', "x.json")
-    assert "CHARX (zip) cards are not supported yet" in card_error(b"PK\x03\x04rest", "x.charx")
+    message = card_error(b"PK\x03\x04rest", "x.charx")
+    assert message == "x.charx: not a readable CHARX (zip) archive (no end record)"
 
 
 def test_card_error_is_a_config_error() -> None:
     assert issubclass(CardError, ConfigError)
 
 
-# -- robustness --------------------------------------------------------------------------------
+# -- robustness -----------------------------------------------------------------------------------
 
 _PNG_BODY = st.lists(
     st.tuples(
@@ -320,7 +321,7 @@ def test_deeply_nested_json_is_a_card_error() -> None:
     assert "not valid JSON" in card_error(b"[" * 100_000, "deep.json")
 
 
-# -- greetings ---------------------------------------------------------------------------------
+# -- greetings ------------------------------------------------------------------------------------
 
 
 def test_greeting_swipes_expand_and_skip_empty() -> None:
