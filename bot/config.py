@@ -169,6 +169,9 @@ class BackendConfig(BaseModel):
     timeout: float = Field(default=120.0, gt=0)
     # False asks for one JSON answer instead of a stream (for servers whose SSE is broken)
     stream: bool = True
+    # Ollama: how long the model stays loaded after a reply ("5m", seconds, -1: for ever);
+    # None leaves it to the server (5 minutes), which reloads a big model on every slow chat
+    keep_alive: str | int | None = None
     gemini: GeminiOptions = GeminiOptions()
 
     @field_validator("base_url")

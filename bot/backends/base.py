@@ -112,3 +112,11 @@ class ModelCatalog(Protocol):
     """A backend that can list its models (`sillybot check`, `sillybot models`)."""
 
     async def list_models(self) -> list[ModelInfo]: ...
+
+
+@runtime_checkable
+class TokenCountingBackend(Protocol):
+    """A backend that counts tokens with the model's own tokenizer, through its endpoint
+    (llama.cpp ``/tokenize``, KoboldCpp ``/api/extra/tokencount``, Claude ``count_tokens``…)."""
+
+    async def count_tokens(self, text: str) -> int: ...

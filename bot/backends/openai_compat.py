@@ -33,6 +33,7 @@ from bot.backends.errors import (
     openai_error,
     protocol_error,
 )
+from bot.backends.extras import NO_COUNTER_HINT, native_extras
 from bot.backends.openai_wire import (
     auth_headers,
     build_request,
@@ -88,17 +89,43 @@ class OpenAICompatBackend:
         self._headers = httpx.Headers(auth_headers(preset, key))
         self._headers.update(preset.headers)
         self._headers.update(headers or {})
+        # the server's own token counter and abort, where the preset row names them
+        self._extras = native_extras(
+            name,
+            client,
+            preset,
+            self.base_url,
+            self._headers,
+            error=self._native_error,
+            timeout=timeout,
+        )
 
-    def request_body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
-        """The path and JSON body for ``request``, as this provider wants them."""
-        return build_request(
+    def request_body(
+        self, request: GenerationRequest, key: Mapping[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The path and JSON body for ``request``, as this provider wants them, with the
+        key its abort names (KoboldCpp's ``genkey``) if any."""
+        path, body = build_request(
             self.name, self.preset, request, model=self._model, stream=self._stream
         )
+        body.update(key or {})
+        return path, body
 
     # -- Backend -------------------------------------------------------------------------
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        path, body = self.request_body(request)
+    def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """One generation's events. Abandoned before its finish, the server's abort is
+        called where the preset names one: KoboldCpp and text-generation-webui go on
+        generating after a disconnect."""
+        if self._extras is None or not self._extras.aborts:
+            return self._generate(request, {})
+        key = self._extras.request_key()
+        return self._extras.guard(self._generate(request, key), key)
+
+    async def _generate(
+        self, request: GenerationRequest, key: Mapping[str, str]
+    ) -> AsyncIterator[StreamEvent]:
+        path, body = self.request_body(request, key)
         headers = self._headers.copy()
         headers["Accept"] = "text/event-stream" if self._stream else "application/json"
         delivered = False
@@ -253,7 +280,29 @@ class OpenAICompatBackend:
                 parts.append(chunk)
         return b"".join(parts)
 
-    # -- ModelCatalog --------------------------------------------------------------------
+    # -- ModelCatalog and token counts ---------------------------------------------------
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` by the server's own tokenizer, where the preset row names its
+        endpoint (text-generation-webui, TabbyAPI, KoboldCpp, llama.cpp)."""
+        if self._extras is None:
+            raise BackendError(
+                f"{self.preset.name} has no token count endpoint",
+                backend=self.name,
+                hint=NO_COUNTER_HINT,
+            )
+        return await self._extras.count_tokens(text)
+
+    def _native_error(
+        self,
+        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+        *,
+        body: bytes = b"",
+        midstream: bool = False,
+    ) -> BackendError:
+        return openai_error(
+            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
+        )
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET {base}/models``: OpenAI's ``{"data": [...]}`` or a bare list (Pollinations)."""

@@ -39,6 +39,61 @@ def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class NativeCall:
+    """A server's own route beside its generation API (a token counter, an abort): the path
+    from the server's root (the base URL without a trailing ``/v1`` or ``/api``) and the JSON
+    field it reads: the text to count, or the key that ties an abort to its request
+    (KoboldCpp's ``genkey``; ``""``: an unkeyed abort, sent without a body)."""
+
+    path: str
+    field: str = ""
+
+
+# Core sampler keys per Kobold-speaking server (names as in bot.backends.kobold_wire.SAMPLERS).
+# KoboldAI Classic answers 422 to any key it does not know, so it gets only the old core set.
+KOBOLD_CLASSIC_SAMPLERS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "top_a",
+        "typical_p",
+        "tfs",
+        "repetition_penalty",
+        "repetition_penalty_range",
+        "repetition_penalty_slope",
+        "sampler_order",
+    }
+)
+HORDE_SAMPLERS = KOBOLD_CLASSIC_SAMPLERS | {
+    "min_p",
+    "smoothing_factor",
+    "dynatemp_low",
+    "dynatemp_high",
+    "dynatemp_exponent",
+    "ban_eos_token",
+}
+KOBOLDCPP_SAMPLERS = HORDE_SAMPLERS | {
+    "seed",
+    "mirostat_mode",
+    "mirostat_tau",
+    "mirostat_eta",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
+    "xtc_threshold",
+    "xtc_probability",
+    "logit_bias",
+    "grammar",
+    "banned_strings",
+}
+_KOBOLDCPP_COUNT = NativeCall("/api/extra/tokencount", "prompt")
+_KOBOLDCPP_ABORT = NativeCall("/api/extra/abort", "genkey")
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderPreset:
     """What differs between providers that share one wire family.
 
@@ -65,6 +120,12 @@ class ProviderPreset:
     include_usage: bool = True
     max_tokens_key: str = "max_tokens"
     extra_body: Mapping[str, Any] = field(default_factory=_frozen)
+    # the server's own token counter, tried in order until one exists (see NativeCall)
+    token_count: tuple[NativeCall, ...] = ()
+    # called when a reply is abandoned: closing the stream does not stop every server
+    abort: NativeCall | None = None
+    # False: the server only answers whole (KoboldAI Classic, AI Horde), whatever `stream` says
+    streams: bool = True
 
 
 # Sent to providers that credit the calling app; users can override both with `headers`.
@@ -119,12 +180,20 @@ _ROWS = (
         "llamacpp",
         "http://127.0.0.1:8080/v1",
         renames=_frozen({"repetition_penalty": "repeat_penalty"}),
+        # llama-server's /tokenize; llama-cpp-python's server (the embedded one) has only its
+        # /extras route
+        token_count=(
+            NativeCall("/tokenize", "content"),
+            NativeCall("/extras/tokenize/count", "input"),
+        ),
     ),
     ProviderPreset(
         "koboldcpp",
         "http://127.0.0.1:5001/v1",
         # its /v1 endpoints read the native sampler names
         renames=_frozen({"repetition_penalty": "rep_pen", "seed": "sampler_seed"}),
+        token_count=(_KOBOLDCPP_COUNT,),
+        abort=_KOBOLDCPP_ABORT,
     ),
     ProviderPreset(
         "ollama",
@@ -133,8 +202,20 @@ _ROWS = (
         # the /v1 routes ignore Ollama's native `options`; only the OpenAI keys work
         samplers=OPENAI_SAMPLERS,
     ),
-    ProviderPreset("textgen-webui", "http://127.0.0.1:5000/v1", include_usage=False),
-    ProviderPreset("tabbyapi", "http://127.0.0.1:5000/v1", auth="x-api-key"),
+    ProviderPreset(
+        "textgen-webui",
+        "http://127.0.0.1:5000/v1",
+        include_usage=False,
+        token_count=(NativeCall("/v1/internal/token-count", "text"),),
+        # it goes on generating after a disconnect; the stop is global, not per request
+        abort=NativeCall("/v1/internal/stop-generation"),
+    ),
+    ProviderPreset(
+        "tabbyapi",
+        "http://127.0.0.1:5000/v1",
+        auth="x-api-key",
+        token_count=(NativeCall("/v1/token/encode", "text"),),
+    ),
     ProviderPreset("mancer", "https://neuro.mancer.tech/oai/v1", auth="both", key_required=True),
     ProviderPreset(
         "dreamgen",
@@ -190,6 +271,153 @@ _ROWS = (
         # Cloudflare in front of NovelAI has rejected generic library user agents
         headers=_frozen({"User-Agent": "sillybot/0.1"}),
         include_usage=False,
+    ),
+    # The gemini family sends its own auth (x-goog-api-key, or a service account's bearer
+    # token), so `auth` stays "none"; `samplers` are the core keys generationConfig takes.
+    ProviderPreset(
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        family="gemini",
+        auth="none",
+        key_required=True,
+        samplers=OPENAI_SAMPLERS | {"top_k"},
+        max_stop=5,
+        text_mode=False,
+        names="prefix",
+        include_usage=False,
+    ),
+    ProviderPreset(
+        # {region} and {project} are filled from `gemini:`; region `global` drops the host's
+        # region prefix, and an API key with no project uses the express-mode URL
+        "vertex",
+        "https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}"
+        "/publishers/google",
+        family="gemini",
+        auth="none",
+        samplers=OPENAI_SAMPLERS | {"top_k"},
+        max_stop=5,
+        text_mode=False,
+        names="prefix",
+        include_usage=False,
+    ),
+    # Claude's Messages API (the anthropic family): x-api-key plus the required version
+    # header; add `anthropic-beta` through the backend's `headers`. Per-model rules (prefill,
+    # thinking, sampler limits) are in bot.backends.anthropic_wire.CLAUDE_MODELS.
+    ProviderPreset(
+        "claude",
+        "https://api.anthropic.com/v1",
+        family="anthropic",
+        auth="x-api-key",
+        key_required=True,
+        headers=_frozen({"anthropic-version": "2023-06-01"}),
+        samplers=frozenset({"temperature", "top_p", "top_k"}),
+        text_mode=False,
+        names="prefix",
+        include_usage=False,
+    ),
+    # Cohere's Chat v2 (the cohere_v2 family): `p`/`k` sampler names, at most five stop
+    # sequences; safety_mode OFF is sent only to the models that take it (cohere_wire).
+    ProviderPreset(
+        "cohere",
+        "https://api.cohere.com/v2",
+        family="cohere_v2",
+        key_required=True,
+        headers=_frozen({"X-Client-Name": "sillybot"}),
+        samplers=OPENAI_SAMPLERS | {"top_k"},
+        max_stop=5,
+        text_mode=False,
+        names="prefix",
+        include_usage=False,
+        extra_body=_frozen({"safety_mode": "OFF"}),
+    ),
+    # llama.cpp's native API (llamacpp_native family): /completion with a templated prompt,
+    # /tokenize, /props. The base URL is the server's root (no /v1); Bearer only when a key
+    # is configured (llama-server --api-key). Sampler names: llamacpp_wire.SAMPLERS.
+    ProviderPreset(
+        "llamacpp-native",
+        "http://127.0.0.1:8080",
+        family="llamacpp_native",
+        chat_mode=False,
+        include_usage=False,
+        token_count=(
+            NativeCall("/tokenize", "content"),
+            NativeCall("/extras/tokenize/count", "input"),  # llama-cpp-python's server
+        ),
+    ),
+    # Ollama's native API (ollama_native family): /api/chat, /api/generate with raw prompts,
+    # NDJSON, `options` (ollama_wire.OPTIONS). A local server takes no key; one configured
+    # goes out as Bearer (for a proxy in front). ollama.com's API needs one.
+    ProviderPreset(
+        "ollama-native",
+        "http://127.0.0.1:11434",
+        family="ollama_native",
+        names="prefix",
+        include_usage=False,
+    ),
+    ProviderPreset(
+        "ollama-cloud",
+        "https://ollama.com",
+        family="ollama_native",
+        key_required=True,
+        names="prefix",
+        include_usage=False,
+    ),
+    # NovelAI's legacy text API (novelai_legacy family): Bearer `pst-…` token, an explicit
+    # User-Agent (Cloudflare rejects library defaults); stop strings are cut client-side.
+    ProviderPreset(
+        "novelai",
+        "https://text.novelai.net",
+        family="novelai_legacy",
+        key_required=True,
+        headers=_frozen({"User-Agent": "sillybot/0.1"}),
+        chat_mode=False,
+        include_usage=False,
+    ),
+    # KoboldCpp's native API (kobold_native family): text only, a `--password` as Bearer;
+    # trim_stop keeps the stop string out of the reply.
+    ProviderPreset(
+        "koboldcpp-native",
+        "http://127.0.0.1:5001",
+        family="kobold_native",
+        samplers=KOBOLDCPP_SAMPLERS,
+        chat_mode=False,
+        include_usage=False,
+        extra_body=_frozen({"trim_stop": True}),
+        token_count=(_KOBOLDCPP_COUNT,),
+        abort=_KOBOLDCPP_ABORT,
+    ),
+    # KoboldAI Classic (United): blocking generate only, no /api/extra (so no stream, abort
+    # or token count); the use_* flags stop it adding its own story, memory and lore.
+    ProviderPreset(
+        "koboldai-classic",
+        "http://127.0.0.1:5000",
+        family="kobold_native",
+        auth="none",
+        samplers=KOBOLD_CLASSIC_SAMPLERS,
+        chat_mode=False,
+        include_usage=False,
+        streams=False,
+        extra_body=_frozen(
+            {
+                "use_story": False,
+                "use_memory": False,
+                "use_authors_note": False,
+                "use_world_info": False,
+            }
+        ),
+    ),
+    # AI Horde (horde family): the family sends its own `apikey` header (the anonymous key
+    # when none is set) and Client-Agent, so `auth` stays "none"; it polls, never streams.
+    ProviderPreset(
+        "horde",
+        "https://aihorde.net/api/v2",
+        family="horde",
+        auth="none",
+        samplers=HORDE_SAMPLERS,
+        max_stop=128,
+        chat_mode=False,
+        include_usage=False,
+        streams=False,
     ),
 )
 

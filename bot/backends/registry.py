@@ -13,7 +13,15 @@ from types import MappingProxyType
 import httpx
 from pydantic import SecretStr
 
+from bot.backends.anthropic import build_anthropic
 from bot.backends.base import Backend
+from bot.backends.cohere import build_cohere
+from bot.backends.gemini import build_gemini
+from bot.backends.horde import build_horde
+from bot.backends.kobold import build_kobold
+from bot.backends.llamacpp import build_llamacpp_native
+from bot.backends.novelai import build_novelai
+from bot.backends.ollama import build_ollama
 from bot.backends.openai_compat import OpenAICompatBackend
 from bot.backends.presets import PRESETS, ProviderPreset
 from bot.backends.retry import RetryingBackend, RetryPolicy, Sleep
@@ -50,6 +58,14 @@ def _openai(
 FAMILIES: Mapping[str, BackendFactory] = MappingProxyType(
     {
         "openai": _openai,
+        "kobold_native": build_kobold,
+        "horde": build_horde,
+        "llamacpp_native": build_llamacpp_native,
+        "ollama_native": build_ollama,
+        "novelai_legacy": build_novelai,
+        "anthropic": build_anthropic,
+        "cohere_v2": build_cohere,
+        "gemini": build_gemini,
     }
 )
 

@@ -12,7 +12,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.backends.base import Backend, GenerationRequest, ModelCatalog, ModelInfo, StreamEvent
+from bot.backends.base import (
+    Backend,
+    GenerationRequest,
+    ModelCatalog,
+    ModelInfo,
+    StreamEvent,
+    TokenCountingBackend,
+)
 from bot.errors import BackendError, BackendRateLimited, BackendUnavailable
 
 _log = logging.getLogger(__name__)
@@ -84,3 +91,14 @@ class RetryingBackend:
         if not isinstance(self.inner, ModelCatalog):
             raise BackendError("this backend cannot list its models", backend=self.name)
         return await self.inner.list_models()
+
+    async def count_tokens(self, text: str) -> int:
+        """The backend's own count (its server's endpoint); never retried, as a count is
+        asked while building a prompt and a local estimate can stand in."""
+        if not isinstance(self.inner, TokenCountingBackend):
+            raise BackendError(
+                "this backend cannot count tokens",
+                backend=self.name,
+                hint="token counts are estimated locally",
+            )
+        return await self.inner.count_tokens(text)

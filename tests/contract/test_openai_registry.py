@@ -123,10 +123,10 @@ async def test_unknown_provider_names_the_known_ones(client: httpx.AsyncClient) 
 
 
 async def test_unknown_family_names_the_known_ones(client: httpx.AsyncClient) -> None:
-    presets = {"future": ProviderPreset("future", "http://127.0.0.1:1", family="anthropic")}
+    presets = {"future": ProviderPreset("future", "http://127.0.0.1:1", family="telepathy")}
     with pytest.raises(ConfigError) as caught:
         build_backend("x", BackendConfig(provider="future"), client, None, presets=presets)
-    assert "anthropic" in caught.value.message and "openai" in caught.value.message
+    assert "telepathy" in caught.value.message and "openai" in caught.value.message
 
 
 @pytest.mark.parametrize(
