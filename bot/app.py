@@ -20,6 +20,7 @@ from bot.config import AppConfig, BackendConfig, Settings
 from bot.delivery.pacer import Pacer
 from bot.delivery.ports import SurfaceFactory
 from bot.engine.characters import CharacterLibrary
+from bot.engine.prompting import PromptSetup
 from bot.engine.turns import Engine
 from bot.errors import ConfigError, StateError
 from bot.prompt.tokens import EstimateCounter
@@ -104,6 +105,7 @@ class Service:
             Pacer(),
             self.config.defaults,
             EstimateCounter(),
+            setup=PromptSetup.load(self.config),
         )
 
     async def _with_local_backend(self, config: AppConfig) -> AppConfig:

@@ -165,6 +165,9 @@ class BackendConfig(BaseModel):
     sampler: Sampler = Sampler()
     # a SillyTavern textgen or kobold preset file; `sampler:` values override it
     sampler_preset: Path | None = None
+    # overrides of the provider's capability row (bot/backends/capabilities.py), e.g.
+    # {prefill: false, names: false} for a server the table does not know
+    capabilities: dict[str, bool | int | None] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float = Field(default=120.0, gt=0)
     # False asks for one JSON answer instead of a stream (for servers whose SSE is broken)
@@ -186,6 +189,49 @@ class CharacterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     card: Path
+    worlds: list[Path] = Field(default_factory=list)  # lorebooks linked to this character
+
+
+class AuthorsNoteConfig(BaseModel):
+    """SillyTavern's author's note; position 0 after the story, 1 in chat at ``depth``,
+    2 before the story. ``interval``: every N user messages (0 = off)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = ""
+    position: int = Field(default=1, ge=0, le=2)
+    depth: int = Field(default=4, ge=0, le=1000)
+    role: Literal["system", "user", "assistant"] = "system"
+    interval: int = Field(default=1, ge=0)
+
+
+class ReasoningConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    show: bool = False  # show the model's reasoning above its reply
+    prefix: str = "<think>"  # how a model writes reasoning inline in its text
+    suffix: str = "</think>"
+
+
+class PromptConfig(BaseModel):
+    """Where prompts come from. With nothing set: the bot's defaults (ChatML for text
+    completion, SillyTavern's default prompt order for chat completion)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # a SillyTavern settings.json: its instruct, context, system prompt, chat-completion
+    # preset, persona and world-info settings are used as SillyTavern would use them
+    sillytavern_settings: Path | None = None
+    # SillyTavern preset files (each overrides the settings.json's choice)
+    instruct: Path | None = None
+    context: Path | None = None
+    sysprompt: Path | None = None
+    chat_preset: Path | None = None
+    worlds: list[Path] = Field(default_factory=list)  # global lorebooks
+    lore: dict[str, Any] = Field(default_factory=dict)  # world_info_settings overrides
+    regex_scripts: list[Path] = Field(default_factory=list)
+    authors_note: AuthorsNoteConfig | None = None
+    reasoning: ReasoningConfig = ReasoningConfig()
 
 
 class Defaults(BaseModel):
@@ -209,8 +255,9 @@ class AppConfig(BaseModel):
     defaults: Defaults = Defaults()
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     characters: dict[str, CharacterConfig] = Field(default_factory=dict)
+    prompt: PromptConfig = PromptConfig()
 
-    @field_validator("backends", "characters", "defaults", mode="before")
+    @field_validator("backends", "characters", "defaults", "prompt", mode="before")
     @classmethod
     def _empty_section(cls, v: object) -> object:
         # a section left with only commented-out entries parses as null in YAML
@@ -239,12 +286,29 @@ def load_config(path: Path) -> AppConfig:
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
     base = path.parent
+
+    def at(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
     chars = {
-        name: CharacterConfig(card=c.card if c.card.is_absolute() else base / c.card)
+        name: CharacterConfig(card=at(c.card), worlds=[at(w) for w in c.worlds])
         for name, c in config.characters.items()
     }
     backends = {name: _with_preset(b, base) for name, b in config.backends.items()}
-    return config.model_copy(update={"characters": chars, "backends": backends})
+    prompt = config.prompt
+    paths = {
+        k: at(v)
+        for k in ("sillytavern_settings", "instruct", "context", "sysprompt", "chat_preset")
+        if (v := getattr(prompt, k)) is not None
+    }
+    prompt = prompt.model_copy(
+        update={
+            **paths,
+            "worlds": [at(w) for w in prompt.worlds],
+            "regex_scripts": [at(r) for r in prompt.regex_scripts],
+        }
+    )
+    return config.model_copy(update={"characters": chars, "backends": backends, "prompt": prompt})
 
 
 def _with_preset(backend: BackendConfig, base: Path) -> BackendConfig:

@@ -50,6 +50,7 @@ class Action(enum.StrEnum):
     RESUME = "resume"  # text: the id of an earlier chat
     DELETE_LAST = "delete_last"
     GREET = "greet"  # post the character's greeting if the chat is empty
+    PROMPT = "prompt"  # show what the next prompt holds and what was cut
 
 
 @dataclass(frozen=True, slots=True)

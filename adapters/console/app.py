@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from adapters.console.surface import ConsoleSurface
 from bot.config import Settings
 from bot.delivery.ports import Surface, SurfaceFactory
 from bot.engine.turns import Engine
+from bot.prompt.persona import Persona, persona_key
 from bot.types import Action, Author, ChatKey, Inbound
 
 HELP = """commands:
@@ -31,6 +33,9 @@ HELP = """commands:
   /chats      list saved chats;  /resume N  go back to chat N
   /history    show the chat so far
   /usage      tokens used in this chat place, per backend and model
+  /prompt     what the next prompt holds, what was cut and why
+  /persona NAME | DESCRIPTION   who you are in the story (/persona alone: forget it)
+  /note TEXT  the author's note, inserted near the end of every prompt (/note alone: clear)
   /quit       leave (Ctrl-D too)"""
 
 ACTIONS: dict[str, Action] = {
@@ -42,6 +47,7 @@ ACTIONS: dict[str, Action] = {
     "/delete": Action.DELETE_LAST,
     "/reset": Action.RESET,
     "/resume": Action.RESUME,
+    "/prompt": Action.PROMPT,
 }
 
 
@@ -114,6 +120,20 @@ class ConsoleFrontEnd:
             return False
         if word == "/help":
             self._print(HELP + "\n")
+        elif word == "/persona":
+            name, _, description = rest.partition("|")
+            value = None
+            if name.strip():
+                persona = Persona(name.strip(), description.strip())
+                value = json.dumps(persona.to_dict(), ensure_ascii=False)
+            await engine.store.set_persona(
+                self.key, user.user_id, persona_key(user.user_id), value
+            )
+            self._print(f"persona: {name.strip() or '(none)'}\n")
+        elif word == "/note":
+            note = json.dumps({"text": rest.strip()}, ensure_ascii=False) if rest.strip() else None
+            await engine.store.set_setting(self.key, "authors_note", note)
+            self._print("author's note " + ("set" if note else "cleared") + "\n")
         elif word == "/usage":
             self._print((await engine.store.usage(self.key)).describe() + "\n")
         elif word == "/history":

@@ -222,7 +222,6 @@ def anthropic_error(
         headers = failure.headers
         in_stream = False
     else:
-        payload = failure
         said = server_message(failure) or truncate(json.dumps(failure), 200)
         kind = _kind(failure)
         status = _STATUS_OF.get(kind, 0)

@@ -21,6 +21,7 @@ from bot.delivery.ports import SurfaceFactory
 from bot.delivery.stream import Delivery
 from bot.engine.characters import CharacterLibrary
 from bot.engine.generate import Generation
+from bot.engine.prompting import PromptSetup
 from bot.engine.reply import Replier
 from bot.errors import BotError, LockLost, StateError, UserFacingError
 from bot.prompt.greeting import greeting_swipes
@@ -50,6 +51,7 @@ class Engine:
         defaults: Defaults,
         counter: TokenCounter,
         limits: Limits = Limits(),
+        setup: PromptSetup | None = None,
     ) -> None:
         self.store = store
         self.backends = backends
@@ -60,8 +62,9 @@ class Engine:
         self._counter = counter
         self._limits = limits
         self._running: dict[ChatKey, Generation] = {}
+        setup = setup or PromptSetup(system_prompt=defaults.system_prompt)
         self._replier = Replier(
-            store, backends, characters, surfaces, pacer, defaults, counter, self._running
+            store, backends, characters, surfaces, pacer, defaults, counter, self._running, setup
         )
         self._tasks: set[asyncio.Task[None]] = set()  # turns being served
         self._watchers: set[asyncio.Task[None]] = set()  # items queued behind another holder
@@ -75,6 +78,7 @@ class Engine:
             Action.RESUME: self._on_resume,
             Action.DELETE_LAST: self._on_delete_last,
             Action.GREET: self._on_greet,
+            Action.PROMPT: self._on_prompt,
         }
 
     # --- entry points ---------------------------------------------------------------------
@@ -158,9 +162,9 @@ class Engine:
             _log.warning("could not signal stop for %s: %s", key, exc)
 
     async def notice(self, key: ChatKey, text: str) -> None:
-        """A one-line message to the channel (errors, hints); never raises."""
+        """A message to the channel (errors, hints, reports), split to fit; never raises."""
         try:
-            await self._surfaces[key.platform](key).send(text)
+            await self._deliver(key, text)
         except Exception:
             _log.exception("could not deliver a notice to %s", key)
 
@@ -238,7 +242,9 @@ class Engine:
         if last is None:
             raise UserFacingError("There is nothing to regenerate yet.")
         if last.role != "assistant":
-            reply = await self._replier.generate(state, state.history, self._user_name(state))
+            reply = await self._replier.generate(
+                state, state.history, self._user_name(state), kind="regenerate"
+            )
             return [ops.append(reply)] if reply else []
         return await self._new_swipe(state, self._last_reply(state))
 
@@ -291,6 +297,10 @@ class Engine:
         await self.notice(state.key, f"Deleted the last {len(doomed)} message(s).")
         return [ops.delete(i) for i in doomed]
 
+    async def _on_prompt(self, state: TurnState) -> list[Op]:
+        await self.notice(state.key, await self._replier.preview(state, self._user_name(state)))
+        return []
+
     async def _on_greet(self, state: TurnState) -> list[Op]:
         if state.history:
             return []
@@ -320,7 +330,9 @@ class Engine:
         return [ops.replace(last)]
 
     async def _new_swipe(self, state: TurnState, last: ChatMessage) -> list[Op]:
-        reply = await self._replier.generate(state, state.history[:-1], self._user_name(state))
+        reply = await self._replier.generate(
+            state, state.history[:-1], self._user_name(state), kind="swipe"
+        )
         if reply is None:
             return []
         last.swipes.append(reply.text)

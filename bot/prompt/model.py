@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -192,6 +192,10 @@ class PromptInputs:
     model: str = ""
     now: datetime | None = None
     rng: random.Random | None = None
+    # macro variables ({{setvar}} …), changed in place; the engine stores them per chat
+    local_vars: MutableMapping[str, str] | None = None
+    global_vars: MutableMapping[str, str] | None = None
+    chat_id: str = ""
 
     @property
     def kind(self) -> GenerationType:

@@ -87,6 +87,9 @@ def prepare(inputs: PromptInputs) -> Prepared:
         chat=ChatMacros(history=history),
         now=inputs.now,
         rng=inputs.rng,
+        local_vars=inputs.local_vars,
+        global_vars=inputs.global_vars,
+        chat_id=inputs.chat_id,
     )
     p = Prepared(inputs, user, char, inputs.kind, history, ctx)
     p.persona = p.user_text(inputs.persona_description.strip())

@@ -184,8 +184,7 @@ class EncodingStore:
         """Load encodings in a worker thread (at start-up, so no turn pays for it); returns
         the names that are available."""
         wanted = list(self._specs if names is None else names)
-        found = await asyncio.to_thread(lambda: [n for n in wanted if self.get(n) is not None])
-        return found
+        return await asyncio.to_thread(lambda: [n for n in wanted if self.get(n) is not None])
 
     def _load(self, name: str) -> Encoding | None:
         spec = self._specs.get(name)
@@ -201,7 +200,8 @@ class EncodingStore:
             )
             return None
         try:
-            import tiktoken  # noqa: PLC0415  (optional: only needed once a file was found)
+            # optional: imported only once a rank file was found
+            import tiktoken
         except ImportError:
             _log.warning("tiktoken is not installed; token counts for %s are estimated", name)
             return None

@@ -92,6 +92,10 @@ elseif mode == 'commit' then
       local idx = find_index(id)
       if idx >= 0 then redis.call('LSET', KEYS[6], idx, payload) end
       ids[#ids + 1] = idx
+    elseif op == 'hset' then
+      -- payload: field \n value (a channel setting written with the turn: lore timers, vars)
+      local f, v = string.match(payload, '^([^\n]*)\n(.*)$')
+      if f then redis.call('HSET', KEYS[5], f, v) end
     elseif op == 'delete' then
       local idx = find_index(payload)
       if idx >= 0 then

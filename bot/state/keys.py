@@ -48,6 +48,11 @@ class KeyBuilder:
         tag = ":".join(p.replace("{", "(").replace("}", ")") for p in (platform, bot_id, server))
         return f"{self.prefix}:{{srv:{tag}}}:{part}"
 
+    def user(self, platform: str, bot_id: str, user_id: str, part: str) -> str:
+        """A user's own key (its own slot): personas follow the user across channels."""
+        tag = ":".join(p.replace("{", "(").replace("}", ")") for p in (platform, bot_id, user_id))
+        return f"{self.prefix}:{{usr:{tag}}}:{part}"
+
     def pattern(self, part: str) -> str:
         """A SCAN pattern for one part across channels (operators' tools only)."""
         return f"{self.prefix}:{{*}}:{part}"

@@ -133,6 +133,13 @@ def replace(message: ChatMessage) -> Op:
     return ("replace", entry_json(message))
 
 
+def set_setting(name: str, value: str) -> Op:
+    """Write a channel setting in the same atomic commit as the turn (lore timers, vars)."""
+    if "\n" in name:
+        raise ValueError("setting names cannot contain newlines")
+    return ("hset", f"{name}\n{value}")
+
+
 def delete(message_id: int) -> Op:
     return ("delete", str(message_id))
 
@@ -290,6 +297,20 @@ class ChatStore:
     async def usage(self, key: ChatKey) -> Usage:
         raw = await self._call(self._redis.hgetall(self._keys.channel(key).usage))
         return Usage.parse({_s(k): int(v) for k, v in raw.items()})
+
+    async def personas(self, key: ChatKey, user_id: str) -> dict[str, str]:
+        """A user's stored personas (JSON by persona key), in the user's own key."""
+        raw = await self._call(self._redis.hgetall(self._user_key(key, user_id)))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def set_persona(self, key: ChatKey, user_id: str, field: str, value: str | None) -> None:
+        if value is None:
+            await self._call(self._redis.hdel(self._user_key(key, user_id), field))
+        else:
+            await self._call(self._redis.hset(self._user_key(key, user_id), field, value))
+
+    def _user_key(self, key: ChatKey, user_id: str) -> str:
+        return self._keys.user(key.platform, key.bot_id, user_id, "personas")
 
     async def register_channel(self, key: ChatKey) -> None:
         """Index the channel under its server, for server-wide usage (once per channel)."""
