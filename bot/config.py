@@ -97,6 +97,7 @@ class Sampler(BaseModel):
     json_schema: dict[str, Any] | None = None
     sampler_order: tuple[int, ...] | None = None  # KoboldCpp's sampler ids
     reasoning_effort: str | None = None
+    reasoning_budget: int | None = Field(default=None, ge=0)  # thinking tokens (Claude, Gemini)
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

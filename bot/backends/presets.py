@@ -51,6 +51,52 @@ class NativeCall:
 
 # Core sampler keys per Kobold-speaking server (names as in bot.backends.kobold_wire.SAMPLERS).
 # KoboldAI Classic answers 422 to any key it does not know, so it gets only the old core set.
+# What the local servers' OpenAI-compatible routes also read (their native samplers).
+LLAMACPP_V1_SAMPLERS = CORE_SAMPLERS | {
+    "typical_p",
+    "repetition_penalty_range",
+    "mirostat_mode",
+    "mirostat_tau",
+    "mirostat_eta",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
+    "xtc_threshold",
+    "xtc_probability",
+    "logit_bias",
+    "grammar",
+    "json_schema",
+}
+TEXTGEN_V1_SAMPLERS = CORE_SAMPLERS | {
+    "typical_p",
+    "tfs",
+    "top_a",
+    "repetition_penalty_range",
+    "mirostat_mode",
+    "mirostat_tau",
+    "mirostat_eta",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "xtc_threshold",
+    "xtc_probability",
+    "dynatemp_low",
+    "dynatemp_high",
+    "dynatemp_exponent",
+    "smoothing_factor",
+    "ban_eos_token",
+    "grammar",
+    "logit_bias",
+}
+TABBY_V1_SAMPLERS = TEXTGEN_V1_SAMPLERS | {
+    "dry_penalty_last_n",
+    "dry_sequence_breakers",
+    "banned_strings",
+    "json_schema",
+}
+
 KOBOLD_CLASSIC_SAMPLERS = frozenset(
     {
         "temperature",
@@ -179,7 +225,14 @@ _ROWS = (
     ProviderPreset(
         "llamacpp",
         "http://127.0.0.1:8080/v1",
-        renames=_frozen({"repetition_penalty": "repeat_penalty"}),
+        samplers=LLAMACPP_V1_SAMPLERS,
+        renames=_frozen(
+            {
+                "repetition_penalty": "repeat_penalty",
+                "repetition_penalty_range": "repeat_last_n",
+                "mirostat_mode": "mirostat",
+            }
+        ),
         # llama-server's /tokenize; llama-cpp-python's server (the embedded one) has only its
         # /extras route
         token_count=(
@@ -191,7 +244,18 @@ _ROWS = (
         "koboldcpp",
         "http://127.0.0.1:5001/v1",
         # its /v1 endpoints read the native sampler names
-        renames=_frozen({"repetition_penalty": "rep_pen", "seed": "sampler_seed"}),
+        samplers=KOBOLDCPP_SAMPLERS,
+        renames=_frozen(
+            {
+                "repetition_penalty": "rep_pen",
+                "repetition_penalty_range": "rep_pen_range",
+                "repetition_penalty_slope": "rep_pen_slope",
+                "typical_p": "typical",
+                "seed": "sampler_seed",
+                "mirostat_mode": "mirostat",
+                "banned_strings": "banned_tokens",
+            }
+        ),
         token_count=(_KOBOLDCPP_COUNT,),
         abort=_KOBOLDCPP_ABORT,
     ),
@@ -206,6 +270,8 @@ _ROWS = (
         "textgen-webui",
         "http://127.0.0.1:5000/v1",
         include_usage=False,
+        samplers=TEXTGEN_V1_SAMPLERS,
+        renames=_frozen({"grammar": "grammar_string"}),
         token_count=(NativeCall("/v1/internal/token-count", "text"),),
         # it goes on generating after a disconnect; the stop is global, not per request
         abort=NativeCall("/v1/internal/stop-generation"),
@@ -214,6 +280,17 @@ _ROWS = (
         "tabbyapi",
         "http://127.0.0.1:5000/v1",
         auth="x-api-key",
+        samplers=TABBY_V1_SAMPLERS,
+        renames=_frozen(
+            {
+                "repetition_penalty_range": "penalty_range",
+                "dry_penalty_last_n": "dry_range",
+                "dynatemp_low": "min_temp",
+                "dynatemp_high": "max_temp",
+                "dynatemp_exponent": "temp_exponent",
+                "grammar": "grammar_string",
+            }
+        ),
         token_count=(NativeCall("/v1/token/encode", "text"),),
     ),
     ProviderPreset("mancer", "https://neuro.mancer.tech/oai/v1", auth="both", key_required=True),

@@ -303,6 +303,8 @@ def _marker(outcome: Outcome) -> str:
         return " [stopped]"
     if outcome.error is not None:
         return f"\n\n⚠ cut off: {outcome.error.user_message()}"
+    if outcome.finish == "filtered":
+        return "\n\n⚠ the backend's content filter stopped this reply; regenerate or rephrase"
     return ""
 
 

@@ -281,3 +281,10 @@ async def test_no_fallback_after_text_arrived(rig: Rig) -> None:
     await rig.say("go")
     assert (await rig.store.history(KEY))[-1].text == "Half"
     assert rig.spare.requests == []
+
+
+async def test_a_filtered_finish_is_explained(rig: Rig) -> None:
+    rig.backend.enqueue([TextDelta("She begins to"), Finish(FinishReason.FILTERED, "SAFETY")])
+    await rig.say("go on")
+    assert rig.seen()[-1].startswith("She begins to\n\n⚠ the backend's content filter")
+    assert (await rig.store.history(KEY))[-1].meta["finish"] == "filtered"
