@@ -5,7 +5,8 @@ plain words, and a plain key can only match if it appears in the text, so the in
 
 - a whole-word key made of word characters to that word (it matches exactly when the word is
   one of the text's word runs — the same test the matcher makes);
-- any other plain key of 3+ characters to its first three characters (a substring needs them);
+- any other plain key of 3+ characters to one of its trigrams, the rarest in the book (a
+  substring match needs every one of them);
 
 and keeps the rest in ``always``: regex keys, keys with macros, short keys, entries that scan
 their own depth or extra sources, constant entries and entries with decorators. A pass then
@@ -15,6 +16,7 @@ the full rules — the index only skips entries that could not have matched anyw
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -63,14 +65,26 @@ def book_index(book: Lorebook, settings: LoreSettings) -> BookIndex:
 
 def _build(entries: Iterable[LoreEntry], settings: LoreSettings) -> BookIndex:
     index = BookIndex()
-    for pos, entry in enumerate(entries):
-        needs = _needs(entry, settings)
+    planned = [(pos, _needs(entry, settings)) for pos, entry in enumerate(entries)]
+    # A substring key can only match where every one of its trigrams appears, so any one of
+    # them will do as its filter: take the rarest across the book's keys, so that common
+    # openings ("the", "har…") do not send every entry to the full check.
+    seen: Counter[tuple[bool, str]] = Counter()
+    for _, needs in planned:
+        for kind, case, token in needs or ():
+            if kind == "gram":
+                seen.update({(case, token[i : i + _GRAM]) for i in range(len(token) - 2)})
+    for pos, needs in planned:
         if needs is None:
             index.always.append(pos)
             continue
         for kind, case, token in needs:
-            table = index.words if kind == "word" else index.grams
-            table.setdefault((case, token), []).append(pos)
+            if kind == "word":
+                index.words.setdefault((case, token), []).append(pos)
+                continue
+            grams = [token[i : i + _GRAM] for i in range(len(token) - 2)]
+            rarest = min(grams, key=lambda g: seen[(case, g)])
+            index.grams.setdefault((case, rarest), []).append(pos)
     index.word_cases = frozenset(c for c, _ in index.words)
     index.gram_cases = frozenset(c for c, _ in index.grams)
     return index
@@ -108,7 +122,7 @@ def _needs(entry: LoreEntry, settings: LoreSettings) -> list[tuple[str, bool, st
         if whole and is_word(needle):
             needs.append(("word", case, needle))
         elif len(needle) >= _GRAM:
-            needs.append(("gram", case, needle[:_GRAM]))
+            needs.append(("gram", case, needle))  # _build picks the filter trigram
         else:
             return None  # blank or short keys: check every time
     return needs
