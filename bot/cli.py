@@ -30,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("check", help="validate the config, reach Redis and every backend")
     models = sub.add_parser("models", help="list a backend's models")
     models.add_argument("--backend", default="", help="backend name from the config")
+    usage = sub.add_parser("usage", help="tokens used per backend, model and user")
+    usage.add_argument("--platform", default="con", help="dc, tg or con (the console)")
+    usage.add_argument("--bot", default="local", help="the bot's id on that platform")
+    usage.add_argument("--server", default="", help="a Discord server or Telegram group id")
     args = parser.parse_args(argv)
 
     try:
@@ -42,7 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             filename=str(settings.data_dir / "sillybot.log") if args.command == "chat" else None,
         )
-        command = {"run": _run, "chat": _chat, "check": _check, "models": _models}[args.command]
+        command = {
+            "run": _run,
+            "chat": _chat,
+            "check": _check,
+            "models": _models,
+            "usage": _usage,
+        }[args.command]
         return asyncio.run(command(settings, args))
     except BotError as exc:
         print(f"error: {exc.user_message()}", file=sys.stderr)
@@ -143,6 +153,17 @@ async def _models(settings: Settings, args: argparse.Namespace) -> int:
         backend, _ = pool.get(args.backend)
         for model in await _list(backend):
             print(model)
+    finally:
+        await service.close()
+    return 0
+
+
+async def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    service = Service(settings, load_config(settings.config_file))
+    try:
+        store = await service.start_state()
+        total = await store.server_usage(args.platform, args.bot, args.server)
+        print(total.describe())
     finally:
         await service.close()
     return 0

@@ -226,9 +226,16 @@ class ChatStore:
             raise LockLost("this channel was taken over by another process; reply not saved")
         if res[0] == -3:
             raise UserFacingError(f"There is no saved chat #{resume_id} in this channel.")
+        written = [int(i) for i in res[-1]] if len(res) > 1 else []
+        # the first reply counted in a channel indexes it under its server (once; for the
+        # server-wide usage report), outside the script because the index has its own slot
+        with_ids = [op for op, _ in ops if op != "hset"]
+        at = with_ids.index("usage") if "usage" in with_ids else -1
+        if 0 <= at < len(written) and written[at] == 1:
+            await self.register_channel(key)
         state = self._state(key, res[:-1] if len(res) > 1 else res)
         if state is not None:
-            state.written = [int(i) for i in res[-1]]
+            state.written = written
         return state
 
     async def renew(self, key: ChatKey, token: str) -> bool:

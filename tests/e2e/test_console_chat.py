@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def chat(tmp: Path, config: Path, stdin: str, *args: str) -> tuple[int, str, str]:
+    return await run(tmp, config, "chat", *args, stdin=stdin)
+
+
+async def run(tmp: Path, config: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
     env = {
         **os.environ,
         "SILLYBOT_CONFIG": str(config),
@@ -27,7 +31,6 @@ async def chat(tmp: Path, config: Path, stdin: str, *args: str) -> tuple[int, st
         sys.executable,
         "-m",
         "bot",
-        "chat",
         *args,
         cwd=tmp,
         env=env,
@@ -76,6 +79,11 @@ async def test_chat_streams_replies_and_remembers_them_after_a_restart(tmp_path:
         assert code == 0, err
         assert "Alex: Hello, Aria!" in out
         assert "Aria: Sit by the fire." in out
+
+        # the operator's usage report: two replies from the fake backend
+        code, out, err = await run(tmp_path, config, "usage")
+        assert code == 0, err
+        assert "fake / gpt-test:" in out and "(2)" in out
 
 
 async def test_a_wrong_key_gives_a_one_line_hint_and_the_chat_goes_on(tmp_path: Path) -> None:
