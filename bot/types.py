@@ -51,6 +51,10 @@ class Action(enum.StrEnum):
     DELETE_LAST = "delete_last"
     GREET = "greet"  # post the character's greeting if the chat is empty
     PROMPT = "prompt"  # show what the next prompt holds and what was cut
+    IMPERSONATE = "impersonate"  # suggest the user's next message (shown, not stored)
+    IMPORT_CHAT = "import_chat"  # text: a file name, a newline, a SillyTavern JSONL chat
+    GROUP = "group"  # text: a group command ("add NAME", "mute NAME", "off", "" shows it)
+    TALK = "talk"  # text: the group member who speaks next ("" lets the group choose)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,14 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TextIO
 
 from adapters.console.surface import ConsoleSurface
 from bot.config import Settings
 from bot.delivery.ports import Surface, SurfaceFactory
+from bot.engine.cast import load_group
+from bot.engine.chat_files import ChatUpload
 from bot.engine.turns import Engine
 from bot.prompt.persona import Persona, persona_key
 from bot.types import Action, Author, ChatKey, Inbound
@@ -36,6 +39,13 @@ HELP = """commands:
   /prompt     what the next prompt holds, what was cut and why
   /persona NAME | DESCRIPTION   who you are in the story (/persona alone: forget it)
   /note TEXT  the author's note, inserted near the end of every prompt (/note alone: clear)
+  /impersonate  let the model suggest your next message (shown, not sent)
+  /import PATH  load a SillyTavern chat (.jsonl) as the current chat (the old one is kept)
+  /export PATH  save the current chat as a SillyTavern chat file
+  /group      show the group;  /group add|remove|mute|unmute NAME,
+              /group strategy natural|list|manual|pooled,  /group mode swap|join|join_all,
+              /group narrator NAME|off,  /group off
+  /talk NAME  make a group member speak now (/talk alone: the group picks)
   /quit       leave (Ctrl-D too)"""
 
 ACTIONS: dict[str, Action] = {
@@ -48,6 +58,9 @@ ACTIONS: dict[str, Action] = {
     "/reset": Action.RESET,
     "/resume": Action.RESUME,
     "/prompt": Action.PROMPT,
+    "/impersonate": Action.IMPERSONATE,
+    "/group": Action.GROUP,
+    "/talk": Action.TALK,
 }
 
 
@@ -86,8 +99,13 @@ class ConsoleFrontEnd:
             await store.set_setting(self.key, "backend", name)
         user = Author("console", self._options.get("user") or "You")
         settings = await store.settings(self.key)
-        character = engine.characters.get(settings.get("character", ""))
-        self._print(f"Talking to {character.name}. /help lists commands, Ctrl-D quits.\n")
+        group = load_group(settings)
+        who = (
+            ", ".join(group.members)
+            if group is not None
+            else engine.characters.get(settings.get("character", "")).name
+        )
+        self._print(f"Talking to {who}. /help lists commands, Ctrl-D quits.\n")
         await self._show_history(engine)
         await engine.handle(Inbound(self.key, user, Action.GREET))
         self._lines = self._reader()
@@ -146,6 +164,10 @@ class ConsoleFrontEnd:
                     f"({summary.get('messages', 0)} messages)\n"
                 )
             self._print(f"  #{current}: (current)\n")
+        elif word == "/import":
+            await self._import(engine, user, rest.strip())
+        elif word == "/export":
+            await self._export(engine, rest.strip())
         elif word in ACTIONS:
             await engine.submit(Inbound(self.key, user, ACTIONS[word], rest))
         elif word.startswith("/") and " " not in word and len(word) > 1:
@@ -154,6 +176,37 @@ class ConsoleFrontEnd:
             # submitted in typing order; the reply streams while the next line is read
             await engine.submit(Inbound(self.key, user, Action.MESSAGE, line))
         return True
+
+    async def _import(self, engine: Engine, user: Author, path: str) -> None:
+        if not path:
+            self._print("usage: /import PATH (a SillyTavern .jsonl chat)\n")
+            return
+        try:
+            data = await asyncio.to_thread(_read, path)
+            text = data.decode("utf-8-sig")
+        except OSError as exc:
+            self._print(f"{path}: cannot read it ({exc.strerror})\n")
+            return
+        except UnicodeDecodeError as exc:
+            self._print(f"{path}: not UTF-8 text (bad byte at offset {exc.start})\n")
+            return
+        await engine.submit(
+            Inbound(self.key, user, Action.IMPORT_CHAT, ChatUpload.text(path, text))
+        )
+
+    async def _export(self, engine: Engine, path: str) -> None:
+        if not path:
+            self._print("usage: /export PATH\n")
+            return
+        await engine.idle()  # the chat as it is once the queued turns are done
+        data = await engine.export_chat(self.key)
+        try:
+            await asyncio.to_thread(_write, path, data)
+        except OSError as exc:
+            self._print(f"{path}: cannot write it ({exc.strerror})\n")
+            return
+        lines = data.count(b"\n")  # a header line, then one per message
+        self._print(f"exported {lines} messages to {path}\n")
 
     async def _show_history(self, engine: Engine) -> None:
         for message in await engine.store.history(self.key, 20):
@@ -175,3 +228,11 @@ class ConsoleFrontEnd:
 
         threading.Thread(target=pump, name="console-input", daemon=True).start()
         return queue
+
+
+def _read(path: str) -> bytes:
+    return Path(path).expanduser().read_bytes()
+
+
+def _write(path: str, data: bytes) -> None:
+    Path(path).expanduser().write_bytes(data)

@@ -19,6 +19,7 @@ class CharacterLibrary:
         self._paths = {name: c.card for name, c in config.characters.items()}
         self._default = config.defaults.character or next(iter(self._paths), DEFAULT_CHARACTER)
         self._cache: dict[str, tuple[float, Character]] = {}
+        self._by_name: dict[str, str] = {}  # a card's name -> its key (group members)
 
     @property
     def default(self) -> str:
@@ -37,6 +38,30 @@ class CharacterLibrary:
                 f"unknown character {name!r}", hint=f"known: {', '.join(self.names())}"
             )
         return self._load(path)
+
+    def key_of(self, name: str) -> str:
+        """The key of the character called ``name``: a key itself, else a card's name
+        (group chats store names, not keys); case does not matter. ConfigError if none."""
+        if name in self._paths or name == DEFAULT_CHARACTER:
+            return name
+        key = self._by_name.get(name)
+        if key is not None and self.get(key).name == name:  # a card may have been renamed
+            return key
+        self._by_name.clear()
+        for known in self.names():
+            try:
+                self._by_name.setdefault(self.get(known).name, known)
+            except ConfigError:
+                continue  # a broken card is reported when it is used, not here
+        wanted = name.strip().casefold()
+        found = self._by_name.get(name) or next(
+            (k for n, k in self._by_name.items() if wanted in (n.casefold(), k.casefold())), None
+        )
+        if found is None:
+            raise ConfigError(
+                f"unknown character {name!r}", hint=f"known: {', '.join(self.names())}"
+            )
+        return found
 
     def _load(self, path: Path) -> Character:
         try:

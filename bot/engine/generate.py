@@ -2,6 +2,8 @@
 
 The stream runs in its own task so that a stop (local, or requested by another process
 through Redis and seen on lock renewal) cancels just the stream; what arrived is kept.
+Reasoning a model writes inline (``<think>…</think>``) is split from the reply as it streams
+and joins the backend's own reasoning deltas: ``on_text`` only ever sees reply text.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from bot.backends.base import (
     Usage,
 )
 from bot.errors import BackendError, LockLost, StateError
+from bot.prompt.reasoning import ReasoningSplitter
 
 _log = logging.getLogger(__name__)
 
 Renew = Callable[[], Awaitable[bool]]
 OnText = Callable[[str], Awaitable[None]]
+
+THINKING = "💭 thinking…"  # shown while only reasoning has arrived
 
 
 @dataclass(slots=True)
@@ -68,7 +73,12 @@ class Generation:
         renew_every: float,
         prefix: str = "",
         stops: tuple[str, ...] = (),
+        reasoning: tuple[str, str] | None = None,
+        on_status: OnText | None = None,
     ) -> None:
+        """``reasoning`` is the (prefix, suffix) a model writes its reasoning between; it is
+        split only from a fresh reply, not from a continuation. ``on_status`` shows progress
+        notes (queue position, thinking) instead of reply text; default ``on_text``."""
         self._backend = backend
         self._request = request
         self._on_text = on_text
@@ -77,6 +87,10 @@ class Generation:
         self._prefix = prefix
         self._stops = stops
         self._longest_stop = max((len(s) for s in stops), default=0)
+        self._splitter = ReasoningSplitter(*reasoning) if reasoning and not prefix else None
+        self._on_status = on_status or on_text
+        self._thinking_shown = False
+        self._cut = False
         self._task: asyncio.Task[None] | None = None
         self.outcome = Outcome(text=prefix)
 
@@ -101,8 +115,26 @@ class Generation:
             keepalive.cancel()
             self._task.cancel()
             await asyncio.gather(keepalive, self._task, return_exceptions=True)
+            if self._splitter is not None and not self._cut:
+                tail = self._splitter.finish()  # text held back in case it was a marker
+                out.reasoning += tail.reasoning
+                self._add_reply(tail.reply)
             out.ended = time.perf_counter()
         return out
+
+    def _add_reply(self, text: str) -> bool:
+        """Append reply text; True when it reached a stop string (the text is cut there)."""
+        out = self.outcome
+        if not text:
+            return False
+        # only the tail can hold a new stop string: keeps this O(delta)
+        start = max(len(self._prefix), len(out.text) - self._longest_stop)
+        out.text += text
+        cut = cut_at_stop(out.text, self._stops, start)
+        if cut is None:
+            return False
+        out.text, out.finish, self._cut = cut, "stop_sequence", True
+        return True
 
     async def _consume(self) -> None:
         out = self.outcome
@@ -112,23 +144,27 @@ class Generation:
                 if isinstance(event, TextDelta):
                     if not out.first_token:
                         out.first_token = time.perf_counter()
-                    # only the tail can hold a new stop string: keeps this O(delta)
-                    start = max(len(self._prefix), len(out.text) - self._longest_stop)
-                    out.text += event.text
-                    cut = cut_at_stop(out.text, self._stops, start)
-                    if cut is not None:
-                        out.text, out.finish = cut, "stop_sequence"
+                    text = event.text
+                    if self._splitter is not None:
+                        split = self._splitter.feed(text)
+                        text = split.reply
+                        if split.reasoning:
+                            await self._reasoned(split.reasoning)
+                    if self._add_reply(text):
                         await self._on_text(out.text)
                         return
-                    await self._on_text(out.text)
+                    if text:
+                        await self._on_text(out.text)
                 elif isinstance(event, ReasoningDelta):
-                    out.reasoning += event.text
+                    if not out.first_token:
+                        out.first_token = time.perf_counter()
+                    await self._reasoned(event.text)
                 elif isinstance(event, Usage):
                     out.usage = event
                 elif isinstance(event, Finish):
                     out.finish, out.raw_finish = event.reason.value, event.raw
                 elif isinstance(event, Status) and not out.text:
-                    await self._on_text(f"⏳ {event.text}")
+                    await self._on_status(f"⏳ {event.text}")
         except BackendError as exc:
             _log.warning("backend %s failed: %s (%s)", self._backend.name, exc, exc.detail)
             out.error = exc
@@ -137,6 +173,12 @@ class Generation:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def _reasoned(self, text: str) -> None:
+        self.outcome.reasoning += text
+        if not self._thinking_shown and len(self.outcome.text) == len(self._prefix):
+            self._thinking_shown = True  # once: the reasoning itself is not streamed
+            await self._on_status(THINKING)
 
     async def _keepalive(self) -> None:
         while True:

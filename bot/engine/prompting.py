@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.backends.capabilities import Capabilities, capabilities
-from bot.config import AppConfig, BackendConfig
+from bot.config import AppConfig, BackendConfig, ReasoningConfig
 from bot.errors import ConfigError
 from bot.prompt.card import Character
 from bot.prompt.chat_preset import load_chat_preset
+from bot.prompt.group_prompt import GroupLike, group_prompt_parts
 from bot.prompt.lore import (
     Lorebook,
     LoreBooks,
@@ -28,7 +29,7 @@ from bot.prompt.lore import (
 from bot.prompt.model import AuthorsNote, GenerationType, PromptInputs, RoleRules
 from bot.prompt.persona import Persona
 from bot.prompt.presets import load_formatting
-from bot.prompt.regex_scripts import RegexScript, load_scripts
+from bot.prompt.regex_scripts import RegexScript, RegexScriptError, load_scripts, scripts_from_card
 from bot.prompt.st_settings import StSettings
 from bot.types import ChatMessage
 
@@ -56,7 +57,11 @@ class PromptSetup:
     regex: tuple[RegexScript, ...] = ()
     note: AuthorsNote | None = None
     overrides: Mapping[str, object] = field(default_factory=dict)
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
     _card_books: dict[str, tuple[Lorebook, ...]] = field(default_factory=dict)
+    _card_scripts: dict[str, tuple[Character, tuple[RegexScript, ...]]] = field(
+        default_factory=dict
+    )
 
     @classmethod
     def load(cls, config: AppConfig) -> PromptSetup:
@@ -92,7 +97,24 @@ class PromptSetup:
             regex=tuple(s for p in prompt.regex_scripts for s in _scripts(p)),
             note=note,
             overrides=overrides,
+            reasoning=prompt.reasoning,
         )
+
+    def scripts(self, key: str, character: Character) -> tuple[RegexScript, ...]:
+        """The configured regex scripts, then the card's own (read once per card version).
+
+        A card's broken scripts are logged and skipped: the card still talks."""
+        cached = self._card_scripts.get(key)
+        if cached is not None and cached[0] is character:
+            return cached[1]
+        try:
+            own = tuple(scripts_from_card(character))
+        except RegexScriptError as exc:
+            _log.warning("ignoring the regex scripts of card %s: %s", key, exc.message)
+            own = ()
+        found = (*self.regex, *own)
+        self._card_scripts[key] = (character, found)
+        return found
 
     def books(self, key: str, character: Character) -> LoreBooks:
         card = self._card_books.get(key)
@@ -154,6 +176,48 @@ class PromptSetup:
             rng=random.Random(),
             **persona_fields,  # type: ignore[arg-type]
         )
+
+
+def member_inputs(
+    inputs: PromptInputs, group: GroupLike, speaker: str, cards: Mapping[str, Character]
+) -> PromptInputs:
+    """The inputs of a group member's reply: swap or join cards, every member's note, the
+    group nudge, the muted members and the other speakers' stop strings."""
+    wrap = inputs.instruct.wrap if inputs.instruct is not None else True
+    parts = group_prompt_parts(
+        group,
+        speaker,
+        cards,
+        generation=inputs.kind,
+        wrap=wrap,
+        nudge=inputs.chat.group_nudge_prompt,
+    )
+    return replace(
+        inputs,
+        character=parts.card,
+        group=parts.members,
+        group_muted=parts.muted,
+        injections=(*parts.injections, *inputs.injections),
+        chat=replace(inputs.chat, group_nudge_prompt=parts.nudge),
+        custom_stop=(*inputs.custom_stop, *parts.stop),
+    )
+
+
+def authors_note(raw: str | None) -> AuthorsNote | None:
+    """The channel's author's note (set with a command), stored as JSON."""
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        return AuthorsNote(
+            str(d["text"]),
+            int(d.get("position", 1)),
+            int(d.get("depth", 4)),
+            d.get("role", "system"),
+            int(d.get("interval", 1)),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def lore_state(raw: str | None) -> LoreState:

@@ -4,6 +4,10 @@ The fallback chain (channel setting ``fallback``, else ``defaults.fallback``) is
 order while a backend fails *before any text arrived*: down, rate-limited, out of quota,
 bad key. Each attempt gets a prompt built for that backend (its mode, context and model),
 and the reply says which backend answered.
+
+The raw text is cleaned (:mod:`bot.engine.output`: stop strings, other speakers' lines,
+regex scripts) before it is stored; its reasoning is kept in the swipe's meta, never in the
+text, so it never goes back into a prompt.
 """
 
 from __future__ import annotations
@@ -20,20 +24,40 @@ from bot.config import Defaults
 from bot.delivery.pacer import Pacer
 from bot.delivery.ports import SurfaceFactory
 from bot.delivery.stream import Delivery
-from bot.engine.characters import CharacterLibrary
-from bot.engine.generate import Generation, OnText, Outcome
-from bot.engine.prompting import PromptSetup, loads_vars, lore_changed, lore_state
+from bot.engine.cast import Cast
+from bot.engine.generate import Generation, Outcome
+from bot.engine.output import (
+    Output,
+    Scripts,
+    failure_line,
+    fallback_note,
+    marker,
+    same,
+    script_macros,
+)
+from bot.engine.prompting import (
+    PromptSetup,
+    authors_note,
+    loads_vars,
+    lore_changed,
+    lore_state,
+    member_inputs,
+)
 from bot.errors import BotError
 from bot.prompt.builder import BuiltPrompt, activate_lore, build_prompt
+from bot.prompt.cleanup import CleanupOptions
 from bot.prompt.lore import LoreResult
-from bot.prompt.model import AuthorsNote, GenerationType
+from bot.prompt.model import GenerationType, PromptInputs
 from bot.prompt.persona import Persona, resolve_persona
+from bot.prompt.prepared import names_of
+from bot.prompt.regex_scripts import RegexScript
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
 from bot.state.store import ChatStore, Op, QueuedAction, TurnState
 from bot.types import ChatKey, ChatMessage
 
 _log = logging.getLogger(__name__)
+_NO_SCRIPTS = Scripts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +65,7 @@ class Built:
     prompt: BuiltPrompt
     lore: LoreResult | None
     writes: tuple[Op, ...]  # lore timers and variables this prompt changed
+    inputs: PromptInputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +74,17 @@ class Attempt:
     model: str
     built: BuiltPrompt
     outcome: Outcome
+    output: Output
     writes: tuple[Op, ...] = ()  # lore timers and variables changed by this prompt
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """One generation's result: the reply to store (None when nothing usable arrived) and
+    whether a user stopped it (a stop ends a group's whole batch)."""
+
+    message: ChatMessage | None
+    stopped: bool = False
 
 
 class Replier:
@@ -57,7 +92,6 @@ class Replier:
         self,
         store: ChatStore,
         backends: BackendPool,
-        characters: CharacterLibrary,
         surfaces: Mapping[str, SurfaceFactory],
         pacer: Pacer,
         defaults: Defaults,
@@ -67,13 +101,13 @@ class Replier:
     ) -> None:
         self._store = store
         self._backends = backends
-        self._characters = characters
         self._surfaces = surfaces
         self._pacer = pacer
         self._defaults = defaults
         self._counter = counter
         self._running = running  # shared with the engine, so a stop reaches the stream
         self._setup = setup
+        self._scripts: dict[tuple[RegexScript, ...], Scripts] = {}
 
     def chain(self, settings: Mapping[str, str]) -> list[str]:
         primary = settings.get("backend", "") or self._backends.default
@@ -90,16 +124,17 @@ class Replier:
         state: TurnState,
         history: list[ChatMessage],
         user_name: str,
+        cast: Cast,
         *,
         continue_from: ChatMessage | None = None,
         kind: GenerationType = "normal",
-    ) -> ChatMessage | None:
-        """Stream one reply to the channel; None when nothing usable arrived."""
+        label: str = "",
+    ) -> Made:
+        """Stream one reply by ``cast`` to the channel as its own message, ``label`` first."""
         key = state.key
         if continue_from is not None:
             kind = "continue"
         persona = await self._persona(state)
-        character = self._characters.get(state.settings.get("character", ""))
         prefix = continue_from.text if continue_from is not None else ""
         failed: list[str] = []
         surface = self._surfaces[key.platform](key)
@@ -107,18 +142,17 @@ class Replier:
             chain = self.chain(state.settings)
             for position, name in enumerate(chain):
                 try:
-                    attempt = await self._attempt(
-                        state, name, history, user_name, prefix, sink.update, kind, persona
-                    )
+                    made = self.build(state, name, history, user_name, kind, persona, cast)
+                    attempt = await self._attempt(state, name, made, prefix, sink, cast, label)
                 except BotError as exc:  # e.g. a fallback's missing key: try the next one
                     if position == len(chain) - 1:
                         raise
                     failed.append(f"{name}: {exc.user_message()}")
                     continue
-                outcome = attempt.outcome
+                outcome, output = attempt.outcome, attempt.output
                 if outcome.lost is not None:
                     raise outcome.lost
-                text = outcome.text.strip()
+                text = output.stored(outcome.text) if outcome.text.strip() else ""
                 usable = bool(text) and text != prefix.strip()
                 last = position == len(chain) - 1
                 if not usable and outcome.error is not None and not outcome.stopped and not last:
@@ -126,12 +160,14 @@ class Replier:
                     failed.append(f"{name}: {outcome.error.message}")
                     continue
                 if not usable:
-                    await sink.finish(_failure_line(outcome))
-                    return None
-                note = _marker(outcome) + _fallback_note(name, failed)
-                ids = await sink.finish(text + note)
-                return self._reply(state, character.name, attempt, text, failed, ids)
-        return None
+                    await sink.finish(output.status(failure_line(outcome)))
+                    return Made(None, outcome.stopped)
+                reasoning = output.keep_reasoning(outcome.reasoning)
+                note = marker(outcome) + fallback_note(name, failed)
+                ids = await sink.finish(output.shown(text, reasoning, note))
+                reply = self._reply(state, cast.name, attempt, text, reasoning, failed, ids)
+                return Made(reply, outcome.stopped)
+        return Made(None)
 
     def build(
         self,
@@ -141,15 +177,18 @@ class Replier:
         user_name: str,
         kind: GenerationType,
         persona: Persona | None,
+        cast: Cast,
     ) -> Built:
         """Build the prompt for backend ``name`` (pure apart from the loaded files)."""
         key = state.key
         _, config = self._backends.get(name)
-        char_key = state.settings.get("character", "") or self._characters.default
-        character = self._characters.get(char_key)
+        character = cast.card
         vars_field, lore_field = f"vars:{state.chat_id}", f"lore:{state.chat_id}"
         variables = loads_vars(state.settings.get(vars_field))
         vars_before = dict(variables)
+        scripts = self.scripts(cast)
+        if scripts.prompt:  # prompt-only scripts change what is sent, not what is stored
+            history = scripts.for_prompt(history, script_macros(user_name, character.name))
         inputs = self._setup.inputs(
             character=character,
             user_name=user_name,
@@ -157,11 +196,13 @@ class Replier:
             history=history,
             backend=config,
             generation=kind,
-            note=_note(state.settings.get("authors_note")),
+            note=authors_note(state.settings.get("authors_note")),
             variables=variables,
             chat_id=f"{key.tag()}:{state.chat_id}",
         )
-        books = self._setup.books(char_key, character)
+        if cast.group is not None:
+            inputs = member_inputs(inputs, cast.group, cast.name, cast.cards)
+        books = self._setup.books(cast.key, character)
         lore_before = lore_state(state.settings.get(lore_field))
         lore = None
         if books.character or books.global_:
@@ -177,15 +218,36 @@ class Replier:
             writes.append(ops.set_setting(lore_field, changed))
         if variables != vars_before:
             writes.append(ops.set_setting(vars_field, json.dumps(variables, ensure_ascii=False)))
-        return Built(built, lore, tuple(writes))
+        return Built(built, lore, tuple(writes), inputs)
 
-    async def preview(self, state: TurnState, user_name: str) -> str:
+    def scripts(self, cast: Cast, *, everyone: bool = False) -> Scripts:
+        """The regex scripts for ``cast``'s speaker; ``everyone``: every group member's
+        (a user's message in a group is addressed to all of them)."""
+        if not everyone or cast.group is None:
+            found = self._setup.scripts(cast.key, cast.card)
+        else:
+            by_id = {
+                id(s): s
+                for name, card in cast.cards.items()
+                for s in self._setup.scripts(cast.keys[name], card)
+            }
+            found = tuple(by_id.values())
+        if not found:
+            return _NO_SCRIPTS
+        cached = self._scripts.get(found)
+        if cached is None:
+            if len(self._scripts) > 64:  # cards change rarely; never let this grow unbounded
+                self._scripts.clear()
+            cached = self._scripts[found] = Scripts.of(found)
+        return cached
+
+    async def preview(self, state: TurnState, user_name: str, cast: Cast) -> str:
         """What the next prompt would hold and what was cut (the `prompt` command)."""
         name = self.chain(state.settings)[0]
-        made = self.build(
-            state, name, state.history, user_name, "normal", await self._persona(state)
-        )
-        lines = [f"backend {name}", made.prompt.report.describe()]
+        persona = await self._persona(state)
+        made = self.build(state, name, state.history, user_name, "normal", persona, cast)
+        head = f"backend {name}" + (f", speaker {cast.name}" if cast.group else "")
+        lines = [head, made.prompt.report.describe()]
         if made.lore is not None:
             lines.append(
                 "world info: "
@@ -197,17 +259,23 @@ class Replier:
         self,
         state: TurnState,
         name: str,
-        history: list[ChatMessage],
-        user_name: str,
+        made: Built,
         prefix: str,
-        on_text: OnText,
-        kind: GenerationType,
-        persona: Persona | None,
+        sink: Delivery,
+        cast: Cast,
+        label: str,
     ) -> Attempt:
         key = state.key
         backend, config = self._backends.get(name)
-        made = self.build(state, name, history, user_name, kind, persona)
         built = made.prompt
+        output = self._output(made, cast, label)
+
+        async def on_text(text: str) -> None:
+            await sink.update(output.frame(text))
+
+        async def on_status(text: str) -> None:
+            await sink.update(output.status(text))
+
         request = GenerationRequest(
             mode=config.mode,
             model=config.model,
@@ -217,6 +285,9 @@ class Replier:
             stop=built.stop,
             sampler=config.sampler.as_dict(),
         )
+        reasoning = self._setup.reasoning
+        # another speaker's "Name:" line ends the reply: stop streaming there too
+        names = tuple(f"\n{n}:" for n in output.cleanup.other_names)
         generation = Generation(
             backend,
             request,
@@ -224,14 +295,35 @@ class Replier:
             renew=lambda: self._store.renew(key, state.token),
             renew_every=self._store.lock_ttl / 3,
             prefix=prefix,
-            stops=built.stop,
+            stops=tuple(dict.fromkeys((*built.stop, *names))),
+            reasoning=(reasoning.prefix, reasoning.suffix),
+            on_status=on_status,
         )
         self._running[key] = generation
         try:
             outcome = await generation.run()
         finally:
             self._running.pop(key, None)
-        return Attempt(name, config.model, built, outcome, made.writes)
+        return Attempt(name, config.model, built, outcome, output, made.writes)
+
+    def _output(self, made: Built, cast: Cast, label: str) -> Output:
+        inputs = made.inputs
+        user = inputs.user_name
+        speaker = user if inputs.kind == "impersonate" else cast.name
+        group = cast.group.speakers if cast.group is not None else ()
+        # other users who spoke lately (a scan of the whole window would cost every turn)
+        names = (user, *names_of(inputs.history[-40:], user)[:8], cast.name, *group)
+        context = inputs.context
+        cleanup = CleanupOptions(
+            stop_strings=made.prompt.stop,
+            speaker=speaker,
+            other_names=tuple(n for n in dict.fromkeys(names) if n and n != speaker),
+            single_line=context.single_line,
+            trim_sentences=context.trim_sentences,
+        )
+        scripts = self.scripts(cast)
+        macros = script_macros(user, cast.name) if scripts else same
+        return Output(cleanup, scripts, macros, self._setup.reasoning, label)
 
     async def _persona(self, state: TurnState) -> Persona | None:
         user_id = _author_id(state)
@@ -250,6 +342,7 @@ class Replier:
         speaker: str,
         attempt: Attempt,
         text: str,
+        reasoning: str,
         failed: list[str],
         ids: list[str],
     ) -> ChatMessage:
@@ -261,7 +354,7 @@ class Replier:
         state.pending.append(
             ops.usage(attempt.backend, attempt.model, _author_id(state), prompt_tokens, completion)
         )
-        meta = _meta(attempt, prompt_tokens)
+        meta = _meta(attempt, prompt_tokens, reasoning)
         if failed:
             meta["fallback_from"] = failed
         return ChatMessage(
@@ -276,54 +369,12 @@ class Replier:
         )
 
 
-def _note(raw: str | None) -> AuthorsNote | None:
-    """The channel's author's note (set with a command), stored as JSON."""
-    if not raw:
-        return None
-    try:
-        d = json.loads(raw)
-        return AuthorsNote(
-            str(d["text"]),
-            int(d.get("position", 1)),
-            int(d.get("depth", 4)),
-            d.get("role", "system"),
-            int(d.get("interval", 1)),
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def _author_id(state: TurnState) -> str:
     item = state.item
     return item.author.user_id if isinstance(item, QueuedAction) else item.user_id
 
 
-def _marker(outcome: Outcome) -> str:
-    if outcome.stopped:
-        return " [stopped]"
-    if outcome.error is not None:
-        return f"\n\n⚠ cut off: {outcome.error.user_message()}"
-    if outcome.finish == "filtered":
-        return "\n\n⚠ the backend's content filter stopped this reply; regenerate or rephrase"
-    return ""
-
-
-def _fallback_note(name: str, failed: list[str]) -> str:
-    if not failed:
-        return ""
-    first = failed[0].split(":", 1)[0]
-    return f"\n\n↪ answered by {name} ({first} was unavailable)"
-
-
-def _failure_line(outcome: Outcome) -> str:
-    if outcome.error is not None:
-        return f"⚠ {outcome.error.user_message()}"
-    if outcome.stopped:
-        return "[stopped before the reply began]"
-    return "⚠ The backend returned an empty reply; try regenerating."
-
-
-def _meta(attempt: Attempt, prompt_tokens: int) -> dict[str, object]:
+def _meta(attempt: Attempt, prompt_tokens: int, reasoning: str) -> dict[str, object]:
     outcome = attempt.outcome
     meta: dict[str, object] = {
         "backend": attempt.backend,
@@ -333,8 +384,8 @@ def _meta(attempt: Attempt, prompt_tokens: int) -> dict[str, object]:
         "completion_tokens": outcome.usage.completion_tokens if outcome.usage else None,
         **outcome.timing(),
     }
-    if outcome.reasoning:
-        meta["reasoning"] = outcome.reasoning
+    if reasoning:
+        meta["reasoning"] = reasoning
     if outcome.partial:
         meta["partial"] = True
     if outcome.error is not None:

@@ -19,12 +19,15 @@ from bot.config import Defaults
 from bot.delivery.pacer import Pacer
 from bot.delivery.ports import SurfaceFactory
 from bot.delivery.stream import Delivery
+from bot.engine.cast import Casting
 from bot.engine.characters import CharacterLibrary
+from bot.engine.chat_files import MAX_IMPORT_BYTES, check_size, export_chat, import_chat, summary
 from bot.engine.generate import Generation
+from bot.engine.group_turns import GroupTurns
 from bot.engine.prompting import PromptSetup
 from bot.engine.reply import Replier
+from bot.engine.reply_turns import ReplyTurns
 from bot.errors import BotError, LockLost, StateError, UserFacingError
-from bot.prompt.greeting import greeting_swipes
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
 from bot.state.store import ChatStore, Item, Op, QueuedAction, TurnState
@@ -38,6 +41,7 @@ Handler = Callable[[TurnState], Awaitable[list[Op]]]
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_input_chars: int = 16_000
+    max_import_bytes: int = MAX_IMPORT_BYTES
 
 
 class Engine:
@@ -63,22 +67,37 @@ class Engine:
         self._limits = limits
         self._running: dict[ChatKey, Generation] = {}
         setup = setup or PromptSetup(system_prompt=defaults.system_prompt)
+        self._casting = Casting(characters)
         self._replier = Replier(
-            store, backends, characters, surfaces, pacer, defaults, counter, self._running, setup
+            store, backends, surfaces, pacer, defaults, counter, self._running, setup
+        )
+        self._groups = GroupTurns(self._replier, self._casting, self.notice, self._deliver)
+        self._replies = ReplyTurns(
+            store,
+            self._replier,
+            self._casting,
+            self._groups,
+            self.notice,
+            self._deliver,
+            self._user_name,
         )
         self._tasks: set[asyncio.Task[None]] = set()  # turns being served
         self._watchers: set[asyncio.Task[None]] = set()  # items queued behind another holder
         self._handlers: dict[Action, Handler] = {
-            Action.MESSAGE: self._on_message,
-            Action.REGENERATE: self._on_regenerate,
-            Action.SWIPE_LEFT: self._on_swipe_left,
-            Action.SWIPE_RIGHT: self._on_swipe_right,
-            Action.CONTINUE: self._on_continue,
+            Action.MESSAGE: self._replies.message,
+            Action.REGENERATE: self._replies.regenerate,
+            Action.SWIPE_LEFT: self._replies.swipe_left,
+            Action.SWIPE_RIGHT: self._replies.swipe_right,
+            Action.CONTINUE: self._replies.continue_,
             Action.RESET: self._on_reset,
             Action.RESUME: self._on_resume,
             Action.DELETE_LAST: self._on_delete_last,
-            Action.GREET: self._on_greet,
-            Action.PROMPT: self._on_prompt,
+            Action.GREET: self._replies.greet_once,
+            Action.PROMPT: self._replies.prompt,
+            Action.IMPERSONATE: self._replies.impersonate,
+            Action.IMPORT_CHAT: self._on_import,
+            Action.GROUP: self._on_group,
+            Action.TALK: self._on_talk,
         }
 
     # --- entry points ---------------------------------------------------------------------
@@ -161,6 +180,10 @@ class Engine:
         except StateError as exc:
             _log.warning("could not signal stop for %s: %s", key, exc)
 
+    async def export_chat(self, key: ChatKey) -> bytes:
+        """The channel's current chat as a SillyTavern JSONL chat file."""
+        return await export_chat(self.store, key, self._casting, self._defaults.user_name)
+
     async def notice(self, key: ChatKey, text: str) -> None:
         """A message to the channel (errors, hints, reports), split to fit; never raises."""
         try:
@@ -171,6 +194,8 @@ class Engine:
     # --- the queue ------------------------------------------------------------------------
 
     def _item(self, inbound: Inbound) -> Item:
+        if inbound.action is Action.IMPORT_CHAT:
+            check_size(inbound.text, self._limits.max_import_bytes)
         if inbound.action is not Action.MESSAGE:
             return QueuedAction(inbound.action, inbound.author, inbound.text)
         text = inbound.text.strip()
@@ -223,68 +248,16 @@ class Engine:
 
     # --- handlers: each returns the writes of its turn --------------------------------------
 
-    async def _on_message(self, state: TurnState) -> list[Op]:
-        history = state.history
-        writes: list[Op] = []
-        if len(history) == 1:  # the first message of a chat: the greeting comes first
-            await self.store.register_channel(state.key)  # idempotent; for server usage
-            greeting = self._greeting(state)
-            if greeting is not None:
-                writes.append(ops.prepend(greeting))
-                history = [greeting, *history]
-        reply = await self._replier.generate(state, history, self._user_name(state))
-        if reply is not None:
-            writes.append(ops.append(reply))
-        return writes
-
-    async def _on_regenerate(self, state: TurnState) -> list[Op]:
-        last = state.history[-1] if state.history else None
-        if last is None:
-            raise UserFacingError("There is nothing to regenerate yet.")
-        if last.role != "assistant":
-            reply = await self._replier.generate(
-                state, state.history, self._user_name(state), kind="regenerate"
-            )
-            return [ops.append(reply)] if reply else []
-        return await self._new_swipe(state, self._last_reply(state))
-
-    async def _on_swipe_right(self, state: TurnState) -> list[Op]:
-        last = self._last_reply(state)
-        if last.swipe_id + 1 < len(last.swipes):
-            return await self._show_swipe(state, last, last.swipe_id + 1)
-        return await self._new_swipe(state, last)
-
-    async def _on_swipe_left(self, state: TurnState) -> list[Op]:
-        last = self._last_reply(state)
-        if last.swipe_id == 0:
-            raise UserFacingError("This is the first version of the reply.")
-        return await self._show_swipe(state, last, last.swipe_id - 1)
-
-    async def _on_continue(self, state: TurnState) -> list[Op]:
-        last = self._last_reply(state)
-        reply = await self._replier.generate(
-            state, state.history, self._user_name(state), continue_from=last
-        )
-        if reply is None:
-            return []
-        last.text = last.swipes[last.swipe_id] = reply.text
-        last.swipe_meta[last.swipe_id] = reply.meta
-        return [ops.replace(last)]
-
     async def _on_reset(self, state: TurnState) -> list[Op]:
-        writes = [ops.archive(_summary(state))]
-        greeting = self._greeting(state)
-        if greeting is not None:
-            greeting.platform_ids = await self._deliver(state.key, greeting.text)
-            writes.append(ops.append(greeting))
-        return writes
+        writes = [ops.archive(summary(state.history))]
+        return writes + await self._replies.greet(state)
 
     async def _on_resume(self, state: TurnState) -> list[Op]:
         target = _resume_id(state)
         if target <= 0 or target == state.chat_id:
             raise UserFacingError("Say which earlier chat to resume, e.g. `resume 2`.")
         await self.notice(state.key, f"Resumed chat #{target}.")
-        return [ops.resume(target, _summary(state))]
+        return [ops.resume(target, summary(state.history))]
 
     async def _on_delete_last(self, state: TurnState) -> list[Op]:
         doomed: list[int] = []
@@ -297,65 +270,24 @@ class Engine:
         await self.notice(state.key, f"Deleted the last {len(doomed)} message(s).")
         return [ops.delete(i) for i in doomed]
 
-    async def _on_prompt(self, state: TurnState) -> list[Op]:
-        await self.notice(state.key, await self._replier.preview(state, self._user_name(state)))
-        return []
+    async def _on_import(self, state: TurnState) -> list[Op]:
+        assert isinstance(state.item, QueuedAction)
+        writes, report = import_chat(state, state.item.text, self._limits.max_import_bytes)
+        await self.notice(state.key, report)
+        return writes
 
-    async def _on_greet(self, state: TurnState) -> list[Op]:
-        if state.history:
-            return []
-        greeting = self._greeting(state)
-        if greeting is None:
-            return []
-        greeting.platform_ids = await self._deliver(state.key, greeting.text)
-        return [ops.append(greeting)]
+    async def _on_group(self, state: TurnState) -> list[Op]:
+        assert isinstance(state.item, QueuedAction)
+        return await self._groups.command(state, state.item.text)
+
+    async def _on_talk(self, state: TurnState) -> list[Op]:
+        assert isinstance(state.item, QueuedAction)
+        cast = self._casting.of(state.settings)
+        if cast.group is None:
+            raise UserFacingError("`talk` is for group chats; `group add NAME` starts one.")
+        return await self._groups.talk(state, self._user_name(state), cast, state.item.text)
 
     # --- helpers --------------------------------------------------------------------------
-
-    def _last_reply(self, state: TurnState) -> ChatMessage:
-        if not state.history or state.history[-1].role != "assistant":
-            raise UserFacingError("The last message is not a reply from the character.")
-        last = state.history[-1].copy()  # history entries are shared, decoded once
-        if not last.swipes:
-            last.swipes, last.swipe_meta, last.swipe_id = [last.text], [{}], 0
-        while len(last.swipe_meta) < len(last.swipes):
-            last.swipe_meta.append({})
-        return last
-
-    async def _show_swipe(self, state: TurnState, last: ChatMessage, index: int) -> list[Op]:
-        last.swipe_id = index
-        last.text = last.swipes[index]
-        label = f"({index + 1}/{len(last.swipes)}) "
-        await self._deliver(state.key, label + last.text)
-        return [ops.replace(last)]
-
-    async def _new_swipe(self, state: TurnState, last: ChatMessage) -> list[Op]:
-        reply = await self._replier.generate(
-            state, state.history[:-1], self._user_name(state), kind="swipe"
-        )
-        if reply is None:
-            return []
-        last.swipes.append(reply.text)
-        last.swipe_meta.append(reply.meta)
-        last.swipe_id = len(last.swipes) - 1
-        last.text = reply.text
-        last.platform_ids = reply.platform_ids
-        return [ops.replace(last)]
-
-    def _greeting(self, state: TurnState) -> ChatMessage | None:
-        character = self.characters.get(state.settings.get("character", ""))
-        swipes = greeting_swipes(character, self._user_name(state))
-        if not swipes or not swipes[0]:
-            return None
-        return ChatMessage(
-            0,
-            "assistant",
-            character.name,
-            swipes[0],
-            swipes=swipes,
-            swipe_meta=[{"greeting": True} for _ in swipes],
-            created=time.time(),
-        )
 
     def _user_name(self, state: TurnState) -> str:
         if isinstance(state.item, QueuedAction):
@@ -373,8 +305,3 @@ def _resume_id(state: TurnState) -> int:
         digits = "".join(c for c in item.text if c.isdigit())
         return int(digits) if digits else 0
     return 0
-
-
-def _summary(state: TurnState) -> dict[str, object]:
-    first_user = next((m.text for m in state.history if m.role == "user"), "")
-    return {"title": first_user[:60], "messages": len(state.history), "ended": time.time()}

@@ -183,6 +183,7 @@ class PromptInputs:
     role_rules: RoleRules = OPENAI_RULES
     renderer: ChatTemplate | None = None
     group: Sequence[str] = ()
+    group_muted: frozenset[str] = frozenset()  # muted members ({{groupNotMuted}}, {{notChar}})
     token_padding: int = 64
     examples: ExamplesBehavior = "gradual"
     prefer_character_prompt: bool = True

@@ -82,6 +82,7 @@ def prepare(inputs: PromptInputs) -> Prepared:
         user=user,
         char=char,
         group=tuple(inputs.group),
+        muted=inputs.group_muted,
         card=CardMacros.from_card(card),
         prompt=prompt,
         chat=ChatMacros(history=history),
