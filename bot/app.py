@@ -23,6 +23,7 @@ from bot.engine.characters import CharacterLibrary
 from bot.engine.prompting import PromptSetup
 from bot.engine.turns import Engine
 from bot.errors import ConfigError, StateError
+from bot.prompt.tokenizers import Tokenizers
 from bot.prompt.tokens import EstimateCounter
 from bot.state.embedded import EmbeddedRedis
 from bot.state.keys import KeyBuilder
@@ -97,6 +98,12 @@ class Service:
     async def start(self, surfaces: Mapping[str, SurfaceFactory]) -> Engine:
         store = await self.start_state()
         backends = await self.start_backends()
+        tokenizers = Tokenizers()
+        wanted = {
+            tokenizers.encoding_for(c.provider, c.model, kind=c.tokenizer)
+            for c in self.config.backends.values()
+        }
+        await tokenizers.preload(sorted(e for e in wanted if e))
         return Engine(
             store,
             backends,
@@ -106,6 +113,7 @@ class Service:
             self.config.defaults,
             EstimateCounter(),
             setup=PromptSetup.load(self.config),
+            tokenizers=tokenizers,
         )
 
     async def _with_local_backend(self, config: AppConfig) -> AppConfig:

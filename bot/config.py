@@ -166,6 +166,10 @@ class BackendConfig(BaseModel):
     sampler: Sampler = Sampler()
     # a SillyTavern textgen or kobold preset file; `sampler:` values override it
     sampler_preset: Path | None = None
+    # how prompts are measured: auto (tiktoken for OpenAI models, the server's own count
+    # where it has one, else an estimate), sillytavern (its estimate), tiktoken, backend,
+    # estimate
+    tokenizer: Literal["auto", "sillytavern", "tiktoken", "backend", "estimate"] = "auto"
     # overrides of the provider's capability row (bot/backends/capabilities.py), e.g.
     # {prefill: false, names: false} for a server the table does not know
     capabilities: dict[str, bool | int | None] = Field(default_factory=dict)

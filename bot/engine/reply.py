@@ -12,6 +12,8 @@ text, so it never goes back into a prompt.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -51,6 +53,8 @@ from bot.prompt.model import GenerationType, PromptInputs
 from bot.prompt.persona import Persona, resolve_persona
 from bot.prompt.prepared import names_of
 from bot.prompt.regex_scripts import RegexScript
+from bot.prompt.tokenizer_calibrated import CalibratedCounter, calibration_samples
+from bot.prompt.tokenizers import Tokenizers
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
 from bot.state.store import ChatStore, Op, QueuedAction, TurnState
@@ -98,6 +102,7 @@ class Replier:
         counter: TokenCounter,
         running: dict[ChatKey, Generation],
         setup: PromptSetup,
+        tokenizers: Tokenizers | None = None,
     ) -> None:
         self._store = store
         self._backends = backends
@@ -107,7 +112,29 @@ class Replier:
         self._counter = counter
         self._running = running  # shared with the engine, so a stop reaches the stream
         self._setup = setup
+        self._tokenizers = tokenizers
         self._scripts: dict[tuple[RegexScript, ...], Scripts] = {}
+
+    def counter(self, name: str) -> TokenCounter:
+        """The token counter of backend ``name``: its tokenizer when one is wired (tiktoken,
+        the server's own count, calibrated), else the injected default."""
+        if self._tokenizers is None:
+            return self._counter
+        backend, config = self._backends.get(name)
+        return self._tokenizers.counter_for(
+            name, config.provider, config.model, backend, kind=config.tokenizer
+        )
+
+    async def calibrate(self, name: str, texts: list[str]) -> None:
+        """Let a server-counted backend measure its tokenizer on real text, once in a while
+        (never longer than a few seconds: a slow count must not hold the reply)."""
+        counter = self.counter(name)
+        if not isinstance(counter, CalibratedCounter) or counter.backend is None:
+            return
+        if counter.needs_calibration():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await counter.calibrate(calibration_samples(texts))
 
     def chain(self, settings: Mapping[str, str]) -> list[str]:
         primary = settings.get("backend", "") or self._backends.default
@@ -142,6 +169,7 @@ class Replier:
             chain = self.chain(state.settings)
             for position, name in enumerate(chain):
                 try:
+                    await self.calibrate(name, [cast.card.description, *(m.text for m in history)])
                     made = self.build(state, name, history, user_name, kind, persona, cast)
                     attempt = await self._attempt(state, name, made, prefix, sink, cast, label)
                 except BotError as exc:  # e.g. a fallback's missing key: try the next one
@@ -182,6 +210,7 @@ class Replier:
         """Build the prompt for backend ``name`` (pure apart from the loaded files)."""
         key = state.key
         _, config = self._backends.get(name)
+        counter = self.counter(name)
         character = cast.card
         vars_field, lore_field = f"vars:{state.chat_id}", f"lore:{state.chat_id}"
         variables = loads_vars(state.settings.get(vars_field))
@@ -208,11 +237,9 @@ class Replier:
         if books.character or books.global_:
             # the scan expands the card too: on a copy, so {{incvar}} counts once per prompt
             scan_inputs = replace(inputs, local_vars=dict(variables))
-            lore = activate_lore(
-                scan_inputs, books, self._setup.lore, self._counter, state=lore_before
-            )
+            lore = activate_lore(scan_inputs, books, self._setup.lore, counter, state=lore_before)
             inputs = replace(inputs, lore=lore)
-        built = build_prompt(inputs, self._counter)
+        built = build_prompt(inputs, counter)
         writes: list[Op] = []
         if (changed := lore_changed(lore_before, lore)) is not None:
             writes.append(ops.set_setting(lore_field, changed))

@@ -28,6 +28,7 @@ from bot.engine.prompting import PromptSetup
 from bot.engine.reply import Replier
 from bot.engine.reply_turns import ReplyTurns
 from bot.errors import BotError, LockLost, StateError, UserFacingError
+from bot.prompt.tokenizers import Tokenizers
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
 from bot.state.store import ChatStore, Item, Op, QueuedAction, TurnState
@@ -56,6 +57,7 @@ class Engine:
         counter: TokenCounter,
         limits: Limits = Limits(),
         setup: PromptSetup | None = None,
+        tokenizers: Tokenizers | None = None,
     ) -> None:
         self.store = store
         self.backends = backends
@@ -69,7 +71,7 @@ class Engine:
         setup = setup or PromptSetup(system_prompt=defaults.system_prompt)
         self._casting = Casting(characters)
         self._replier = Replier(
-            store, backends, surfaces, pacer, defaults, counter, self._running, setup
+            store, backends, surfaces, pacer, defaults, counter, self._running, setup, tokenizers
         )
         self._groups = GroupTurns(self._replier, self._casting, self.notice, self._deliver)
         self._replies = ReplyTurns(

@@ -1,0 +1,75 @@
+"""Prompts are measured with the backend's own tokenizer when it has one (calibrated from
+its token-count endpoint), so a denser tokenizer keeps fewer messages within the context."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from bot.backends.pool import BackendPool
+from bot.config import AppConfig, BackendConfig, Defaults
+from bot.delivery.pacer import Pacer
+from bot.engine.characters import CharacterLibrary
+from bot.engine.turns import Engine
+from bot.prompt.tokenizers import Tokenizers
+from bot.prompt.tokens import EstimateCounter
+from bot.state.keys import KeyBuilder
+from bot.state.store import ChatStore
+from bot.types import Action, Author, ChatKey, Inbound
+from tests.fakes.engine import ScriptedBackend, Surfaces, words
+
+KEY = ChatKey("dc", "bot", "c1")
+
+
+class DenseCountingBackend(ScriptedBackend):
+    """A server whose tokenizer makes one token of every two characters."""
+
+    def __init__(self) -> None:
+        super().__init__("dense")
+        self.counted: list[str] = []
+
+    async def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return (len(text) + 1) // 2
+
+
+async def kept_messages(redis: Redis, keys: KeyBuilder, tokenizers: Tokenizers | None) -> int:
+    backend = DenseCountingBackend()
+    config = AppConfig(
+        backends={
+            "dense": BackendConfig(
+                provider="llamacpp",
+                base_url="http://x/v1",
+                model="m",
+                context_size=1200,
+                max_tokens=100,
+            )
+        },
+        defaults=Defaults(backend="dense"),
+    )
+    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
+    store = ChatStore(redis, keys)
+    await store.start()
+    engine = Engine(
+        store,
+        pool,
+        CharacterLibrary(config),
+        {"dc": Surfaces()},
+        Pacer(),
+        config.defaults,
+        EstimateCounter(),
+        tokenizers=tokenizers,
+    )
+    for i in range(30):
+        backend.enqueue(words(f"reply number {i} with a few more words to fill the context"))
+        await engine.handle(
+            Inbound(KEY, Author("u", "Sam"), Action.MESSAGE, f"message {i}, padded with words")
+        )
+    if tokenizers is not None:
+        assert backend.counted  # the server's tokenizer was asked (calibration)
+    return len(backend.requests[-1].messages)
+
+
+async def test_server_tokenizer_measures_the_prompt(redis: Redis, keys: KeyBuilder) -> None:
+    estimated = await kept_messages(redis, KeyBuilder(keys.prefix + "e"), None)
+    measured = await kept_messages(redis, KeyBuilder(keys.prefix + "t"), Tokenizers())
+    assert measured < estimated  # a denser tokenizer: fewer messages fit the same context
