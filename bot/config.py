@@ -170,6 +170,9 @@ class BackendConfig(BaseModel):
     # where it has one, else an estimate), sillytavern (its estimate), tiktoken, backend,
     # estimate
     tokenizer: Literal["auto", "sillytavern", "tiktoken", "backend", "estimate"] = "auto"
+    # text mode on llama.cpp's native API: format prompts with the model's own chat template
+    # (from its GET /props, rendered with sandboxed Jinja) instead of the instruct template
+    model_template: bool = False
     # overrides of the provider's capability row (bot/backends/capabilities.py), e.g.
     # {prefill: false, names: false} for a server the table does not know
     capabilities: dict[str, bool | int | None] = Field(default_factory=dict)

@@ -12,8 +12,6 @@ text, so it never goes back into a prompt.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -28,6 +26,7 @@ from bot.delivery.ports import SurfaceFactory
 from bot.delivery.stream import Delivery
 from bot.engine.cast import Cast
 from bot.engine.generate import Generation, Outcome
+from bot.engine.measure import Measures
 from bot.engine.output import (
     Output,
     Scripts,
@@ -48,12 +47,12 @@ from bot.engine.prompting import (
 from bot.errors import BotError
 from bot.prompt.builder import BuiltPrompt, activate_lore, build_prompt
 from bot.prompt.cleanup import CleanupOptions
+from bot.prompt.jinja import ChatTemplate
 from bot.prompt.lore import LoreResult
 from bot.prompt.model import GenerationType, PromptInputs
 from bot.prompt.persona import Persona, resolve_persona
 from bot.prompt.prepared import names_of
 from bot.prompt.regex_scripts import RegexScript
-from bot.prompt.tokenizer_calibrated import CalibratedCounter, calibration_samples
 from bot.prompt.tokenizers import Tokenizers
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
@@ -112,29 +111,8 @@ class Replier:
         self._counter = counter
         self._running = running  # shared with the engine, so a stop reaches the stream
         self._setup = setup
-        self._tokenizers = tokenizers
         self._scripts: dict[tuple[RegexScript, ...], Scripts] = {}
-
-    def counter(self, name: str) -> TokenCounter:
-        """The token counter of backend ``name``: its tokenizer when one is wired (tiktoken,
-        the server's own count, calibrated), else the injected default."""
-        if self._tokenizers is None:
-            return self._counter
-        backend, config = self._backends.get(name)
-        return self._tokenizers.counter_for(
-            name, config.provider, config.model, backend, kind=config.tokenizer
-        )
-
-    async def calibrate(self, name: str, texts: list[str]) -> None:
-        """Let a server-counted backend measure its tokenizer on real text, once in a while
-        (never longer than a few seconds: a slow count must not hold the reply)."""
-        counter = self.counter(name)
-        if not isinstance(counter, CalibratedCounter) or counter.backend is None:
-            return
-        if counter.needs_calibration():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await counter.calibrate(calibration_samples(texts))
+        self.measures = Measures(backends, counter, tokenizers)
 
     def chain(self, settings: Mapping[str, str]) -> list[str]:
         primary = settings.get("backend", "") or self._backends.default
@@ -169,8 +147,13 @@ class Replier:
             chain = self.chain(state.settings)
             for position, name in enumerate(chain):
                 try:
-                    await self.calibrate(name, [cast.card.description, *(m.text for m in history)])
-                    made = self.build(state, name, history, user_name, kind, persona, cast)
+                    await self.measures.calibrate(
+                        name, [cast.card.description, *(m.text for m in history)]
+                    )
+                    template = await self.measures.model_template(name)
+                    made = self.build(
+                        state, name, history, user_name, kind, persona, cast, template
+                    )
                     attempt = await self._attempt(state, name, made, prefix, sink, cast, label)
                 except BotError as exc:  # e.g. a fallback's missing key: try the next one
                     if position == len(chain) - 1:
@@ -206,11 +189,12 @@ class Replier:
         kind: GenerationType,
         persona: Persona | None,
         cast: Cast,
+        template: ChatTemplate | None = None,
     ) -> Built:
         """Build the prompt for backend ``name`` (pure apart from the loaded files)."""
         key = state.key
         _, config = self._backends.get(name)
-        counter = self.counter(name)
+        counter = self.measures.counter(name)
         character = cast.card
         vars_field, lore_field = f"vars:{state.chat_id}", f"lore:{state.chat_id}"
         variables = loads_vars(state.settings.get(vars_field))
@@ -231,6 +215,8 @@ class Replier:
         )
         if cast.group is not None:
             inputs = member_inputs(inputs, cast.group, cast.name, cast.cards)
+        if template is not None:
+            inputs = replace(inputs, renderer=template)
         books = self._setup.books(cast.key, character)
         lore_before = lore_state(state.settings.get(lore_field))
         lore = None

@@ -3,6 +3,8 @@ its token-count endpoint), so a denser tokenizer keeps fewer messages within the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from redis.asyncio import Redis
 
 from bot.backends.pool import BackendPool
@@ -73,3 +75,58 @@ async def test_server_tokenizer_measures_the_prompt(redis: Redis, keys: KeyBuild
     estimated = await kept_messages(redis, KeyBuilder(keys.prefix + "e"), None)
     measured = await kept_messages(redis, KeyBuilder(keys.prefix + "t"), Tokenizers())
     assert measured < estimated  # a denser tokenizer: fewer messages fit the same context
+
+
+class PropsBackend(ScriptedBackend):
+    """A llama.cpp server that publishes its model's chat template on GET /props."""
+
+    def __init__(self) -> None:
+        super().__init__("llama")
+        self.props_calls = 0
+
+    async def props(self) -> object:
+        self.props_calls += 1
+        template = (
+            "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+        )
+
+        return SimpleNamespace(raw={"chat_template": template, "bos_token": "<s>"})
+
+
+async def test_model_template_from_props_formats_text_prompts(
+    redis: Redis, keys: KeyBuilder
+) -> None:
+    backend = PropsBackend()
+    config = AppConfig(
+        backends={
+            "llama": BackendConfig(
+                provider="llamacpp-native",
+                base_url="http://x",
+                mode="text",
+                model="m",
+                model_template=True,
+            )
+        },
+        defaults=Defaults(backend="llama"),
+    )
+    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
+    store = ChatStore(redis, keys)
+    await store.start()
+    engine = Engine(
+        store,
+        pool,
+        CharacterLibrary(config),
+        {"dc": Surfaces()},
+        Pacer(),
+        config.defaults,
+        EstimateCounter(),
+    )
+    for text in ("Hello!", "Again."):
+        backend.enqueue(words("Hi."))
+        await engine.handle(Inbound(KEY, Author("u", "Sam"), Action.MESSAGE, text))
+    prompt = backend.requests[-1].prompt
+    assert prompt.startswith("<|system|>")
+    assert "<|user|>Hello!\n<|assistant|>Hi.\n<|user|>Again.\n<|assistant|>" in prompt
+    assert "<|im_start|>" not in prompt  # not the default ChatML instruct template
+    assert backend.props_calls == 1  # read once, then cached
