@@ -105,3 +105,18 @@ def test_settings_use_the_named_presets_unchanged(scenario: str) -> None:
     assert settings.instruct == instruct
     assert context is not None and settings.context.story_string == context.story_string
     assert sysprompt is not None and settings.sysprompt.content == sysprompt.content
+
+
+def test_chat_completion_golden_with_the_real_cl100k_tokenizer() -> None:
+    # SillyTavern counted this scenario with gpt-3.5-turbo's tokenizer; ours, offline
+    from bot.prompt.tokenizer_tiktoken import TiktokenCounter
+    from bot.prompt.tokenizers import Tokenizers
+
+    counter = Tokenizers().counter_for("golden", "openai", "gpt-3.5-turbo")
+    assert isinstance(counter, TiktokenCounter)
+    built, request = build("cc-default-seraphina", counter)
+    sent = [
+        {"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})}
+        for m in built.messages
+    ]
+    assert sent == request["messages"]
