@@ -7,12 +7,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.app import Service, load_frontend
 from bot.backends.base import ModelCatalog
 from bot.config import Settings, load_config
 from bot.engine.characters import CharacterLibrary
 from bot.errors import BotError
+from bot.prompt.cards import export_png
 
 _log = logging.getLogger("bot")
 
@@ -30,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("check", help="validate the config, reach Redis and every backend")
     models = sub.add_parser("models", help="list a backend's models")
     models.add_argument("--backend", default="", help="backend name from the config")
+    card = sub.add_parser("card", help="export a character as a SillyTavern PNG card")
+    card.add_argument("name", help="character name from the config (or aria)")
+    card.add_argument("--out", required=True, help="the PNG file to write")
     usage = sub.add_parser("usage", help="tokens used per backend, model and user")
     usage.add_argument("--platform", default="con", help="dc, tg or con (the console)")
     usage.add_argument("--bot", default="local", help="the bot's id on that platform")
@@ -39,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         if args.config:
-            settings = settings.model_copy(update={"config_file": args.config})
+            settings = settings.model_copy(update={"config_file": Path(args.config)})
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         logging.basicConfig(
             level=settings.log_level.upper(),
@@ -52,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check": _check,
             "models": _models,
             "usage": _usage,
+            "card": _card,
         }[args.command]
         return asyncio.run(command(settings, args))
     except BotError as exc:
@@ -155,6 +161,15 @@ async def _models(settings: Settings, args: argparse.Namespace) -> int:
             print(model)
     finally:
         await service.close()
+    return 0
+
+
+async def _card(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the card as PNG with both `chara` (V2) and `ccv3` (V3) chunks, as ST does."""
+    character = CharacterLibrary(load_config(settings.config_file)).get(args.name)
+    data = export_png(character, character.avatar)
+    await asyncio.to_thread(Path(args.out).write_bytes, data)
+    print(f"wrote {args.out} ({character.name})")
     return 0
 
 
