@@ -8,14 +8,12 @@ cancel: the API has no abort call. Every failure is mapped by :func:`anthropic_e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from bot.backends.anthropic_wire import (
     FIRST_USER,
@@ -30,18 +28,14 @@ from bot.backends.base import GenerationRequest, ModelInfo, PromptMessage, Strea
 from bot.backends.errors import (
     QUOTA_HINT,
     Clock,
+    Failure,
+    attributed,
     classify,
-    decode_json,
-    describe_body,
-    redact,
-    server_message,
     transport_error,
-    truncate,
+    what_it_said,
 )
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
-from bot.backends.openai_wire import auth_headers
-from bot.backends.presets import ProviderPreset
-from bot.config import BackendConfig
+from bot.backends.family import JsonBackend, standard_factory
+from bot.backends.http_json import closing
 from bot.errors import BackendError, BackendRateLimited, BackendUnavailable
 
 MAX_MODEL_PAGES = 20
@@ -62,48 +56,77 @@ _STATUS_OF = {
 }
 
 
-class AnthropicBackend:
+def anthropic_error(
+    backend: str,
+    failure: Failure,
+    *,
+    body: bytes = b"",
+    secrets: Iterable[str] = (),
+    midstream: bool = False,
+    now: Clock = time.time,
+) -> BackendError:
+    """The anthropic family's one mapping.
+
+    ``failure`` is a non-2xx response (its ``body`` read by the caller, capped), a transport
+    exception, or an error object from a 200 body or an ``event: error`` record
+    (``{"type": "error", "error": {"type", "message"}}``).
+    """
+    if isinstance(failure, httpx.HTTPError):
+        return attributed(transport_error(backend, failure, midstream=midstream), backend, secrets)
+    payload, said = what_it_said(failure, body)
+    kind = _kind(payload)
+    headers: Mapping[str, str] = {}
+    if isinstance(failure, httpx.Response):
+        status, headers, in_stream = failure.status_code, failure.headers, False
+    else:
+        status, in_stream = _STATUS_OF.get(kind, 0), True
+    error = classify(backend, status, said, kind, headers, in_stream=in_stream, now=now)
+    words = said.lower()
+    if "credit balance" in words:  # Anthropic says so under a plain 400
+        error = BackendError(error.message, detail=error.detail, hint=QUOTA_HINT)
+    elif status == 413:
+        error = BackendError(error.message, detail=error.detail, hint=TOO_LARGE_HINT)
+    elif status == 529:
+        error = BackendUnavailable(error.message, detail=error.detail, hint=OVERLOADED_HINT)
+    elif isinstance(error, BackendRateLimited) and error.retry_after is None:
+        # no retry-after: the reset time of the exhausted limit says how long to wait
+        error.retry_after = ratelimit_reset(headers, now())
+    return attributed(error, backend, secrets)
+
+
+def ratelimit_reset(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds until an exhausted ``anthropic-ratelimit-*`` limit resets (RFC 3339 times)."""
+    waits: list[float] = []
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        if headers.get(f"anthropic-ratelimit-{kind}-remaining", "").strip() != "0":
+            continue
+        try:
+            when = datetime.fromisoformat(headers.get(f"anthropic-ratelimit-{kind}-reset", ""))
+        except ValueError:
+            continue
+        if when.tzinfo is not None:
+            waits.append(max(0.0, when.timestamp() - now))
+    return max(waits) if waits else None
+
+
+def _kind(payload: Any) -> str:
+    """The error's ``type`` (``overloaded_error``…), from the envelope or the bare object."""
+    if not isinstance(payload, Mapping):
+        return ""
+    err = payload.get("error", payload)
+    kind = err.get("type") if isinstance(err, Mapping) else None
+    return kind if isinstance(kind, str) else ""
+
+
+class AnthropicBackend(JsonBackend):
     """``Backend``, ``ModelCatalog`` and ``TokenCountingBackend`` for Claude.
 
     The injected ``client`` is shared and owned by the caller. ``headers`` (from the config)
     add or replace headers, e.g. ``anthropic-beta``.
     """
 
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        preset: ProviderPreset,
-        base_url: str,
-        api_key: SecretStr | None = None,
-        model: str = "",
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 120.0,
-        stream: bool = True,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-        first_user: str = FIRST_USER,
-    ) -> None:
-        self.name = name
-        self.preset = preset
-        self.base_url = base_url.rstrip("/")
-        self._model = model
-        self._stream = stream
-        self._first_user = first_user
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
-        # httpx.Headers: a config header replaces a preset one whatever its letter case
-        merged = httpx.Headers(auth_headers(preset, key))
-        merged.update(preset.headers)
-        merged.update(headers or {})
-        self._http = JsonHttp(
-            name,
-            client,
-            headers=merged,
-            timeout=timeout,
-            error=self._error,
-            max_body=max_body_bytes,
-        )
+    family_error = staticmethod(anthropic_error)
+    first_user = FIRST_USER  # the user turn put first when a chat starts with the character
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body of ``POST /messages`` for ``request``."""
@@ -112,7 +135,7 @@ class AnthropicBackend:
             request,
             model=self._model,
             stream=self._stream,
-            first_user=self._first_user,
+            first_user=self.first_user,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
@@ -162,112 +185,6 @@ class AnthropicBackend:
         )
         return parse_count(self.name, payload)
 
-    def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
-    ) -> BackendError:
-        return anthropic_error(
-            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
-        )
 
-
-def build_anthropic(
-    name: str,
-    config: BackendConfig,
-    preset: ProviderPreset,
-    base_url: str,
-    client: httpx.AsyncClient,
-    api_key: SecretStr | None,
-) -> AnthropicBackend:
-    """The registry's factory (:data:`bot.backends.registry.FAMILIES`)."""
-    return AnthropicBackend(
-        name,
-        client,
-        preset=preset,
-        base_url=base_url,
-        api_key=api_key,
-        model=config.model,
-        headers=config.headers,
-        timeout=config.timeout,
-        stream=config.stream,
-    )
-
-
-def anthropic_error(
-    backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-    *,
-    body: bytes = b"",
-    secrets: Iterable[str] = (),
-    midstream: bool = False,
-    now: Clock = time.time,
-) -> BackendError:
-    """The anthropic family's one mapping.
-
-    ``failure`` is a non-2xx response (its ``body`` read by the caller, capped), a transport
-    exception, or an error object from a 200 body or an ``event: error`` record
-    (``{"type": "error", "error": {"type", "message"}}``).
-    """
-    if isinstance(failure, httpx.HTTPError):
-        return _named(transport_error(backend, failure, midstream=midstream), backend, secrets)
-    headers: Mapping[str, str] = {}
-    if isinstance(failure, httpx.Response):
-        payload = decode_json(body)
-        said = describe_body(body, payload) if body else failure.reason_phrase
-        kind = _kind(payload)
-        status = failure.status_code
-        headers = failure.headers
-        in_stream = False
-    else:
-        said = server_message(failure) or truncate(json.dumps(failure), 200)
-        kind = _kind(failure)
-        status = _STATUS_OF.get(kind, 0)
-        in_stream = True
-    error = classify(backend, status, said, kind, headers, in_stream=in_stream, now=now)
-    words = said.lower()
-    if "credit balance" in words:  # Anthropic says so under a plain 400
-        error = BackendError(error.message, detail=error.detail, hint=QUOTA_HINT)
-    elif status == 413:
-        error = BackendError(error.message, detail=error.detail, hint=TOO_LARGE_HINT)
-    elif status == 529:
-        error = BackendUnavailable(error.message, detail=error.detail, hint=OVERLOADED_HINT)
-    elif isinstance(error, BackendRateLimited) and error.retry_after is None:
-        # no retry-after: the reset time of the exhausted limit says how long to wait
-        error.retry_after = ratelimit_reset(headers, now())
-    return _named(error, backend, secrets)
-
-
-def ratelimit_reset(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds until an exhausted ``anthropic-ratelimit-*`` limit resets (RFC 3339 times)."""
-    waits: list[float] = []
-    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
-        if headers.get(f"anthropic-ratelimit-{kind}-remaining", "").strip() != "0":
-            continue
-        try:
-            when = datetime.fromisoformat(headers.get(f"anthropic-ratelimit-{kind}-reset", ""))
-        except ValueError:
-            continue
-        if when.tzinfo is not None:
-            waits.append(max(0.0, when.timestamp() - now))
-    return max(waits) if waits else None
-
-
-def _kind(payload: Any) -> str:
-    """The error's ``type`` (``overloaded_error``…), from the envelope or the bare object."""
-    if not isinstance(payload, Mapping):
-        return ""
-    err = payload.get("error", payload)
-    kind = err.get("type") if isinstance(err, Mapping) else None
-    return kind if isinstance(kind, str) else ""
-
-
-def _named(error: BackendError, backend: str, secrets: Iterable[str]) -> BackendError:
-    secrets = tuple(secrets)
-    error.backend = backend
-    error.message = redact(error.message, secrets)
-    error.detail = redact(error.detail, secrets)
-    error.args = (error.message,)
-    return error
+build_anthropic = standard_factory(AnthropicBackend)
+"""The registry's factory (:data:`bot.backends.registry.FAMILIES`)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bot.backends.anthropic_models import ClaudeModel, claude_model
@@ -23,15 +23,12 @@ from bot.backends.base import (
     TextDelta,
     Usage,
 )
-from bot.backends.errors import decode_json, describe_body, protocol_error
+from bot.backends.errors import InStreamError, decode_json, protocol_error, unreadable
 from bot.backends.presets import ProviderPreset
 from bot.backends.sse import ERROR_EVENT, StreamRecord
-from bot.errors import BackendError
 
 _log = logging.getLogger(__name__)
 
-InStreamError = Callable[[Mapping[str, Any]], BackendError]
-"""The family's error mapping for an error object found in a 200 body or stream."""
 
 FIRST_USER = "[Start a new chat]"
 """The user turn put first when the chat starts with the character (as SillyTavern does):
@@ -323,10 +320,7 @@ def parse_message(backend: str, raw: bytes, error: InStreamError) -> list[Stream
     """A whole (non-streamed) message → the same events a stream would give."""
     payload = decode_json(raw)
     if not isinstance(payload, dict):
-        what = describe_body(raw, None) if raw.strip() else "an empty body"
-        raise protocol_error(
-            backend, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
-        )
+        raise unreadable(backend, raw, quote=True)
     if payload.get("type") == "error":
         raise error(payload)
     content = payload.get("content")

@@ -8,13 +8,11 @@ the stream cancels. Every failure is mapped by :func:`cohere_error`.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from bot.backends.base import GenerationRequest, ModelInfo, StreamEvent
 from bot.backends.cohere_wire import (
@@ -26,18 +24,14 @@ from bot.backends.cohere_wire import (
 )
 from bot.backends.errors import (
     Clock,
+    Failure,
+    attributed,
     classify,
-    decode_json,
-    describe_body,
-    redact,
-    server_message,
     transport_error,
-    truncate,
+    what_it_said,
 )
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
-from bot.backends.openai_wire import auth_headers
-from bot.backends.presets import ProviderPreset
-from bot.config import BackendConfig
+from bot.backends.family import JsonBackend, standard_factory
+from bot.backends.http_json import closing
 from bot.errors import BackendAuthError, BackendError, BackendRateLimited
 
 MAX_MODEL_PAGES = 20
@@ -69,44 +63,46 @@ def pieces(text: str, limit: int) -> list[str]:
     return out
 
 
-class CohereBackend:
+def cohere_error(
+    backend: str,
+    failure: Failure,
+    *,
+    body: bytes = b"",
+    secrets: Iterable[str] = (),
+    midstream: bool = False,
+    now: Clock = time.time,
+) -> BackendError:
+    """The cohere_v2 family's one mapping.
+
+    ``failure`` is a non-2xx response (its ``body`` read by the caller, capped), a transport
+    exception, or an error found in a 200 body or stream (``{"message": …}``, built from a
+    ``message-end`` event that finished with ``ERROR``).
+    """
+    if isinstance(failure, httpx.HTTPError):
+        error = transport_error(backend, failure, midstream=midstream)
+    elif isinstance(failure, httpx.Response):
+        _, said = what_it_said(failure, body)
+        status = failure.status_code
+        error = classify(backend, status, said, "", failure.headers, now=now)
+        words = said.lower()
+        if status == 498:  # Cohere's own "invalid token"
+            error = BackendAuthError(error.message, detail=error.detail)
+        elif isinstance(error, BackendRateLimited) and "trial key" in words and "month" in words:
+            # waiting a minute will not help: the month's allowance is gone
+            error = BackendError(error.message, detail=error.detail, hint=TRIAL_HINT)
+    else:
+        _, said = what_it_said(failure, body)
+        error = classify(backend, 0, said, "", {}, in_stream=True, now=now)
+    return attributed(error, backend, secrets)
+
+
+class CohereBackend(JsonBackend):
     """``Backend``, ``ModelCatalog`` and ``TokenCountingBackend`` for Cohere.
 
     The injected ``client`` is shared and owned by the caller.
     """
 
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        preset: ProviderPreset,
-        base_url: str,
-        api_key: SecretStr | None = None,
-        model: str = "",
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 120.0,
-        stream: bool = True,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-    ) -> None:
-        self.name = name
-        self.preset = preset
-        self.base_url = base_url.rstrip("/")
-        self._model = model
-        self._stream = stream
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
-        merged = httpx.Headers(auth_headers(preset, key))
-        merged.update(preset.headers)
-        merged.update(headers or {})
-        self._http = JsonHttp(
-            name,
-            client,
-            headers=merged,
-            timeout=timeout,
-            error=self._error,
-            max_body=max_body_bytes,
-        )
+    family_error = staticmethod(cohere_error)
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body of ``POST /chat`` for ``request``."""
@@ -156,74 +152,6 @@ class CohereBackend:
             total += parse_tokens(self.name, await self._http.call("POST", url, body=body))
         return total
 
-    def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
-    ) -> BackendError:
-        return cohere_error(
-            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
-        )
 
-
-def build_cohere(
-    name: str,
-    config: BackendConfig,
-    preset: ProviderPreset,
-    base_url: str,
-    client: httpx.AsyncClient,
-    api_key: SecretStr | None,
-) -> CohereBackend:
-    """The registry's factory (:data:`bot.backends.registry.FAMILIES`)."""
-    return CohereBackend(
-        name,
-        client,
-        preset=preset,
-        base_url=base_url,
-        api_key=api_key,
-        model=config.model,
-        headers=config.headers,
-        timeout=config.timeout,
-        stream=config.stream,
-    )
-
-
-def cohere_error(
-    backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-    *,
-    body: bytes = b"",
-    secrets: Iterable[str] = (),
-    midstream: bool = False,
-    now: Clock = time.time,
-) -> BackendError:
-    """The cohere_v2 family's one mapping.
-
-    ``failure`` is a non-2xx response (its ``body`` read by the caller, capped), a transport
-    exception, or an error found in a 200 body or stream (``{"message": …}``, built from a
-    ``message-end`` event that finished with ``ERROR``).
-    """
-    secrets = tuple(secrets)
-    if isinstance(failure, httpx.HTTPError):
-        error = transport_error(backend, failure, midstream=midstream)
-    elif isinstance(failure, httpx.Response):
-        payload = decode_json(body)
-        said = describe_body(body, payload) if body else failure.reason_phrase
-        status = failure.status_code
-        error = classify(backend, status, said, "", failure.headers, now=now)
-        words = said.lower()
-        if status == 498:  # Cohere's own "invalid token"
-            error = BackendAuthError(error.message, detail=error.detail)
-        elif isinstance(error, BackendRateLimited) and "trial key" in words and "month" in words:
-            # waiting a minute will not help: the month's allowance is gone
-            error = BackendError(error.message, detail=error.detail, hint=TRIAL_HINT)
-    else:
-        said = server_message(failure) or truncate(json.dumps(failure), 200)
-        error = classify(backend, 0, said, "", {}, in_stream=True, now=now)
-    error.backend = backend
-    error.message = redact(error.message, secrets)
-    error.detail = redact(error.detail, secrets)
-    error.args = (error.message,)
-    return error
+build_cohere = standard_factory(CohereBackend)
+"""The registry's factory (:data:`bot.backends.registry.FAMILIES`)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +23,12 @@ from bot.backends.base import (
     TextDelta,
     Usage,
 )
-from bot.backends.errors import decode_json, describe_body, protocol_error
+from bot.backends.errors import InStreamError, decode_json, protocol_error, unreadable
 from bot.backends.presets import ProviderPreset
 from bot.backends.sse import ERROR_EVENT, StreamRecord
-from bot.errors import BackendError
 
 _log = logging.getLogger(__name__)
 
-InStreamError = Callable[[Mapping[str, Any]], BackendError]
-"""The family's error mapping for an error object found in a 200 body or stream."""
 
 # core sampler name → Cohere's name and the range it accepts (values outside are clamped,
 # as SillyTavern does: p 0.01–0.99, the penalties 0–1, k 0–500)
@@ -243,10 +240,7 @@ def parse_response(backend: str, raw: bytes, error: InStreamError) -> list[Strea
     """A whole (non-streamed) answer → the same events a stream would give."""
     payload = decode_json(raw)
     if not isinstance(payload, dict):
-        what = describe_body(raw, None) if raw.strip() else "an empty body"
-        raise protocol_error(
-            backend, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
-        )
+        raise unreadable(backend, raw, quote=True)
     message = payload.get("message")
     reason = str(payload.get("finish_reason") or "")
     if reason.upper() in _FAILED or not isinstance(message, dict):

@@ -53,6 +53,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 Clock = Callable[[], float]
+Failure = httpx.Response | httpx.HTTPError | Mapping[str, Any]
+"""What a family's mapping is given: a non-2xx response (its body read by the caller), a
+transport failure, or an error object found in a 200 body or stream."""
+InStreamError = Callable[[Mapping[str, Any]], BackendError]
+"""A family's mapping for an error object found in a 200 body or stream (a decoder's view of
+:class:`bot.backends.http_json.ErrorMap`)."""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -185,6 +191,16 @@ def describe_body(body: bytes, payload: Any) -> str:
     return body[: MAX_DETAIL * 2].decode("utf-8", "replace")
 
 
+def what_it_said(failure: httpx.Response | Mapping[str, Any], body: bytes) -> tuple[Any, str]:
+    """A response's decoded body (``None`` if not JSON) and the server's words: its error
+    text, an HTML page's title, the text, or the reason phrase of an empty body. For an
+    error object found inside a 200 stream: the object and its words."""
+    if isinstance(failure, httpx.Response):
+        payload = decode_json(body)
+        return payload, describe_body(body, payload) if body else failure.reason_phrase
+    return failure, server_message(failure) or truncate(json.dumps(failure), 200)
+
+
 def classify(
     backend: str,
     status: int,
@@ -265,7 +281,9 @@ def _host(exc: httpx.HTTPError) -> str:
     return f"{url.host}:{url.port}" if url.port else url.host
 
 
-def _named(error: BackendError, backend: str, secrets: Iterable[str]) -> BackendError:
+def attributed(error: BackendError, backend: str, secrets: Iterable[str]) -> BackendError:
+    """``error`` named after ``backend``, every secret scrubbed from what it shows: the last
+    step of every family's mapping."""
     secrets = tuple(secrets)
     error.backend = backend
     error.message = redact(error.message, secrets)
@@ -276,7 +294,7 @@ def _named(error: BackendError, backend: str, secrets: Iterable[str]) -> Backend
 
 def openai_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),
@@ -290,18 +308,15 @@ def openai_error(
     OpenRouter chunk, llama.cpp's ``error:`` line).
     """
     if isinstance(failure, httpx.HTTPError):
-        return _named(transport_error(backend, failure, midstream=midstream), backend, secrets)
+        return attributed(transport_error(backend, failure, midstream=midstream), backend, secrets)
+    payload, said = what_it_said(failure, body)
+    headers: Mapping[str, str] = {}
     if isinstance(failure, httpx.Response):
-        payload = decode_json(body)
-        said = describe_body(body, payload) if body else failure.reason_phrase
-        error = classify(
-            backend, failure.status_code, said, _codes(payload), failure.headers, now=now
-        )
-        return _named(error, backend, secrets)
-    said = server_message(failure) or truncate(json.dumps(failure), 200)
-    status = _status_in(failure)
-    error = classify(backend, status, said, _codes(failure), {}, in_stream=True, now=now)
-    return _named(error, backend, secrets)
+        status, headers, in_stream = failure.status_code, failure.headers, False
+    else:
+        status, in_stream = _status_in(failure), True
+    error = classify(backend, status, said, _codes(payload), headers, in_stream=in_stream, now=now)
+    return attributed(error, backend, secrets)
 
 
 def _status_in(payload: Mapping[str, Any]) -> int:
@@ -313,3 +328,15 @@ def _status_in(payload: Mapping[str, Any]) -> int:
 
 def protocol_error(backend: str, what: str, *, detail: str = "") -> BackendProtocolError:
     return BackendProtocolError(what, backend=backend, detail=truncate(detail))
+
+
+def unreadable(backend: str, raw: bytes, *, quote: bool = False) -> BackendProtocolError:
+    """The error for a whole answer that is not the JSON expected: empty, a page, or text
+    (``quote``: the text itself, as what the server said; else "a body that is not JSON")."""
+    if not raw.strip():
+        return protocol_error(backend, "the server sent an empty body")
+    shown = quote or looks_like_html(raw)
+    what = describe_body(raw, None) if shown else "a body that is not JSON"
+    return protocol_error(
+        backend, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
+    )

@@ -4,25 +4,24 @@ Both providers take the same body and answer in the same format; they differ in 
 (Vertex puts project and region in it) and in auth (AI Studio: an API key; Vertex: an API key
 in "express mode" or a service account's OAuth token, :mod:`bot.backends.google_auth`).
 Streams are ``:streamGenerateContent?alt=sse``: SSE ``data:`` events with no sentinel, each a
-whole ``GenerateContentResponse``, parsed by :mod:`bot.backends.sse`. Every failure is mapped
-by :func:`bot.backends.gemini_errors.gemini_error`. Gemini has no abort call: closing the
-stream is the cancellation.
+whole ``GenerateContentResponse``, read by :class:`bot.backends.http_json.JsonHttp`. Every
+failure is mapped by :func:`bot.backends.gemini_errors.gemini_error`. Gemini has no abort
+call: closing the stream is the cancellation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from bot.backends.base import GenerationRequest, ModelInfo, StreamEvent
-from bot.backends.errors import decode_json, describe_body, looks_like_html, protocol_error
+from bot.backends.errors import Failure, decode_json, protocol_error, unreadable
 from bot.backends.gemini_errors import gemini_error
 from bot.backends.gemini_wire import (
     SAFETY_CATEGORIES,
@@ -38,21 +37,12 @@ from bot.backends.google_auth import (
     ServiceAccountAuth,
     load_service_account,
 )
+from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
 from bot.backends.presets import ProviderPreset
-from bot.backends.sse import SSEParser, StreamRecord
+from bot.backends.sse import StreamRecord
 from bot.config import BackendConfig, GeminiOptions
-from bot.errors import (
-    BackendError,
-    BackendNotFound,
-    BackendStreamCut,
-    BackendUnavailable,
-    ConfigError,
-)
+from bot.errors import BackendError, BackendNotFound, ConfigError
 
-_T = TypeVar("_T")
-
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
-_ERROR_BODY_LIMIT = 64 * 1024
 _MAX_MODEL_PAGES = 20
 VERTEX_EXPRESS_BASE = "https://aiplatform.googleapis.com/v1/publishers/google"
 
@@ -99,14 +89,18 @@ class GeminiBackend:
         self.preset = preset
         self.flavor = FLAVORS.get(preset.name, FLAVORS["gemini"])
         self.base_url = base_url.rstrip("/")
-        self._client = client
         self._auth = auth
         self._options = options or GeminiOptions()
         self._model = model
         self._stream = stream
-        self._max_body = max_body_bytes
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 15.0))
-        self._headers = httpx.Headers(headers or {})
+        self._http = JsonHttp(
+            name,
+            client,
+            headers=httpx.Headers(headers or {}),
+            timeout=timeout,
+            error=self._error,
+            max_body=max_body_bytes,
+        )
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         """The JSON body for ``request``, as this provider wants it."""
@@ -129,108 +123,21 @@ class GeminiBackend:
             )
         body = self.request_body(request)
         method = "streamGenerateContent" if self._stream else "generateContent"
-        params = {"alt": "sse"} if self._stream else None
         url = self._model_url(request.model or self._model, method)
-        headers = await self._request_headers()
-        headers["Accept"] = "text/event-stream" if self._stream else "application/json"
-        delivered = False
-        try:
-            async with self._client.stream(
-                "POST", url, params=params, json=body, headers=headers, timeout=self._timeout
-            ) as response:
-                await self._check(response)
-                reply = Reply(self.name, self._auth.secrets())
-                kind = response.headers.get("content-type", "").partition(";")[0].strip()
-                if self._stream and kind.lower() not in ("application/json", "text/html"):
-                    events = self._events(response, reply)
-                    async with _closing(events):
-                        async for event in events:
-                            delivered = True
-                            yield event
-                    return
-                raw = await self._read(response, self._max_body)
-                for event in self._whole(raw, reply):
-                    yield event
-        except httpx.HTTPError as exc:
-            raise gemini_error(
-                self.name, exc, secrets=self._auth.secrets(), midstream=delivered
-            ) from exc
-
-    async def _events(self, response: httpx.Response, reply: Reply) -> AsyncIterator[StreamEvent]:
-        meter = _Meter()
-        batches = self._batches(response, meter)
-        async with _closing(batches):
-            async for batch in batches:
-                for record in batch:
-                    for event in self._feed(reply, record.data):
-                        yield event
-        if not reply.finish:
-            raise self._ended_early(meter, reply.events_seen)
-        for event in reply.end():
-            yield event
-
-    def _feed(self, reply: Reply, data: str | Any) -> list[StreamEvent]:
-        """One response object (or its JSON text) → events; a bad shape is a protocol error."""
-        try:
-            return reply.feed(json.loads(data) if isinstance(data, str) else data)
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-            shown = data if isinstance(data, str) else json.dumps(data)
-            raise protocol_error(
-                self.name, "the server sent a malformed response chunk", detail=shown
-            ) from exc
-
-    def _whole(self, raw: bytes, reply: Reply) -> list[StreamEvent]:
-        """A non-streamed answer: one JSON object (or, without ``alt=sse``, an array)."""
-        payload = decode_json(raw)
-        if not isinstance(payload, dict | list):
-            if not raw.strip():
-                raise protocol_error(self.name, "the server sent an empty body")
-            what = describe_body(raw, None) if looks_like_html(raw) else "a body that is not JSON"
-            raise protocol_error(
-                self.name, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
-            )
-        events: list[StreamEvent] = []
-        for item in payload if isinstance(payload, list) else [payload]:
-            events += self._feed(reply, item)
-        return events + reply.end()
-
-    async def _batches(
-        self, response: httpx.Response, meter: _Meter
-    ) -> AsyncIterator[list[StreamRecord]]:
-        """Parsed records one network chunk at a time, enforcing the body cap."""
-        parser = SSEParser()
-        chunks = response.aiter_bytes()
-        async with _closing(chunks):
-            async for chunk in chunks:
-                meter.size += len(chunk)
-                if meter.size > self._max_body:
-                    raise protocol_error(
-                        self.name, f"the response is larger than {self._max_body} bytes"
-                    )
-                if len(meter.head) < 512:
-                    meter.head += chunk[:512]
-                batch = parser.feed(chunk)
-                meter.records += len(batch)
-                yield batch
-        batch = parser.finish()
-        meter.records += len(batch)
-        yield batch
-
-    def _ended_early(self, meter: _Meter, delivered: bool) -> BackendError:
-        if meter.size == 0:
-            return protocol_error(self.name, "the server sent an empty body")
-        if meter.records == 0:
-            head = meter.head
-            what = describe_body(head, None) if looks_like_html(head) else "not an event stream"
-            return protocol_error(
-                self.name, f"the server sent {what}", detail=head.decode("utf-8", "replace")
-            )
-        if delivered:
-            return BackendStreamCut(
-                "the stream ended before the reply was finished", backend=self.name
-            )
-        # nothing reached the user yet, so trying again is safe and usually works
-        return BackendUnavailable("the stream ended before any text", backend=self.name)
+        headers = await self._auth.headers()
+        reply = Reply(self.name, self._auth.secrets())
+        events = self._http.generate(
+            url,
+            body,
+            stream=self._stream,
+            decoder=GeminiStream(self.name, reply),
+            whole=lambda raw: whole_answer(self.name, raw, reply),
+            params={"alt": "sse"} if self._stream else None,
+            headers=headers,
+        )
+        async with closing(events):  # closed now, not whenever the collector runs
+            async for event in events:
+                yield event
 
     # -- ModelCatalog and token counting -------------------------------------------------
 
@@ -246,7 +153,7 @@ class GeminiBackend:
         token = ""
         for _ in range(_MAX_MODEL_PAGES):
             params = {"pageSize": "1000", **({"pageToken": token} if token else {})}
-            raw = await self._call("GET", self.base_url + "/models", params=params)
+            raw = await self._fetch("GET", self.base_url + "/models", params=params)
             page, token = parse_models(self.name, raw)
             models += page
             if not token:
@@ -256,7 +163,7 @@ class GeminiBackend:
     async def count_tokens(self, text: str) -> int:
         """``POST models/{model}:countTokens`` → ``totalTokens``."""
         url = self._model_url(self._model, "countTokens")
-        raw = await self._call("POST", url, json=count_body(text))
+        raw = await self._fetch("POST", url, body=count_body(text))
         payload = decode_json(raw)
         total = payload.get("totalTokens") if isinstance(payload, dict) else None
         if not isinstance(total, int):
@@ -274,49 +181,72 @@ class GeminiBackend:
         path = model if "/" in model else f"models/{model}"
         return f"{self.base_url}/{path}:{method}"
 
-    async def _request_headers(self) -> httpx.Headers:
-        headers = self._headers.copy()
-        headers.update(await self._auth.headers())
-        return headers
-
-    async def _check(self, response: httpx.Response) -> None:
-        if response.is_success:
-            return
-        raw = await self._read(response, _ERROR_BODY_LIMIT, cap_is_error=False)
-        if response.status_code == 401:
-            self._auth.invalidate()  # a revoked or expired token: fetch a new one next time
-        raise gemini_error(self.name, response, body=raw, secrets=self._auth.secrets())
-
-    async def _call(self, method: str, url: str, **kw: Any) -> bytes:
-        headers = await self._request_headers()
-        try:
-            async with self._client.stream(
-                method, url, headers=headers, timeout=self._timeout, **kw
-            ) as response:
-                await self._check(response)
-                return await self._read(response, self._max_body)
-        except httpx.HTTPError as exc:
-            raise gemini_error(self.name, exc, secrets=self._auth.secrets()) from exc
-
-    async def _read(
-        self, response: httpx.Response, limit: int, *, cap_is_error: bool = True
+    async def _fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> bytes:
-        """The body, at most ``limit`` bytes: past it an error (or, for error pages, cut)."""
-        parts: list[bytes] = []
-        size = 0
-        chunks = response.aiter_bytes()
-        async with _closing(chunks):
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    if cap_is_error:
-                        raise protocol_error(
-                            self.name, f"the response is larger than {limit} bytes"
-                        )
-                    parts.append(chunk[: limit - size + len(chunk)])
-                    break
-                parts.append(chunk)
-        return b"".join(parts)
+        # accept=None: the client's default Accept, what these calls have always sent
+        headers = await self._auth.headers()
+        return await self._http.fetch(
+            method, url, body=body, params=params, accept=None, headers=headers
+        )
+
+    def _error(
+        self,
+        failure: Failure,
+        *,
+        body: bytes = b"",
+        midstream: bool = False,
+    ) -> BackendError:
+        """The family's mapping, with every token the auth has used kept out of it."""
+        if isinstance(failure, httpx.Response) and failure.status_code == 401:
+            self._auth.invalidate()  # a revoked or expired token: fetch a new one next time
+        return gemini_error(
+            self.name, failure, body=body, secrets=self._auth.secrets(), midstream=midstream
+        )
+
+
+class GeminiStream:
+    """The SSE events of one streamed reply → our events (a ``Decoder``). There is no end
+    event: the reply is finished when a chunk named its ``finishReason``."""
+
+    done = False  # never set: every chunk is read, the last carries the usage
+
+    def __init__(self, backend: str, reply: Reply) -> None:
+        self.backend = backend
+        self.reply = reply
+
+    def feed(self, record: StreamRecord) -> list[StreamEvent]:
+        return feed_json(self.backend, self.reply, record.data)
+
+    def close(self) -> list[StreamEvent] | None:
+        return self.reply.end() if self.reply.finish else None
+
+
+def feed_json(backend: str, reply: Reply, data: str | Any) -> list[StreamEvent]:
+    """One response object (or its JSON text) → events; a bad shape is a protocol error."""
+    try:
+        return reply.feed(json.loads(data) if isinstance(data, str) else data)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        shown = data if isinstance(data, str) else json.dumps(data)
+        raise protocol_error(
+            backend, "the server sent a malformed response chunk", detail=shown
+        ) from exc
+
+
+def whole_answer(backend: str, raw: bytes, reply: Reply) -> list[StreamEvent]:
+    """A non-streamed answer: one JSON object (or, without ``alt=sse``, an array)."""
+    payload = decode_json(raw)
+    if not isinstance(payload, dict | list):
+        raise unreadable(backend, raw)
+    events: list[StreamEvent] = []
+    for item in payload if isinstance(payload, list) else [payload]:
+        events += feed_json(backend, reply, item)
+    return events + reply.end()
 
 
 def vertex_base_url(url: str, region: str, project: str, *, template: str) -> str:
@@ -382,24 +312,3 @@ def build_gemini(
         timeout=config.timeout,
         stream=config.stream,
     )
-
-
-@contextlib.asynccontextmanager
-async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
-    """Close an async iterator on the way out, so an early exit never leaves a half-run
-    generator for the garbage collector (an unclosed response is a ResourceWarning)."""
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-@dataclass(slots=True)
-class _Meter:
-    """What the raw stream looked like, for the error when it ends without a finish."""
-
-    size: int = 0
-    records: int = 0
-    head: bytes = b""

@@ -10,7 +10,6 @@ with its own hint, since it arrives under HTTP 200.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,15 +20,14 @@ from bot.backends.errors import (
     CONTEXT_HINT,
     QUOTA_HINT,
     Clock,
+    Failure,
+    attributed,
     classify,
-    decode_json,
-    describe_body,
     parse_duration,
-    redact,
     retry_after,
-    server_message,
     transport_error,
     truncate,
+    what_it_said,
 )
 from bot.errors import BackendAuthError, BackendError, BackendRateLimited
 
@@ -63,7 +61,7 @@ def filtered_error(backend: str, what: str, reason: str) -> BackendError:
 
 def gemini_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),
@@ -72,22 +70,18 @@ def gemini_error(
 ) -> BackendError:
     """The gemini family's one mapping: a non-2xx response (``body`` read by the caller), a
     transport failure, or an ``{"error": {...}}`` object found inside a 200 stream."""
-    secrets = tuple(secrets)
     if isinstance(failure, httpx.HTTPError):
-        return _scrub(transport_error(backend, failure, midstream=midstream), backend, secrets)
+        return attributed(transport_error(backend, failure, midstream=midstream), backend, secrets)
+    payload, said = what_it_said(failure, body)
     headers: Mapping[str, str] = {}
     if isinstance(failure, httpx.Response):
-        payload = decode_json(body)
-        said = describe_body(body, payload) if body else failure.reason_phrase
         status, headers, in_stream = failure.status_code, failure.headers, False
     else:
-        payload = failure
-        said = server_message(failure) or truncate(json.dumps(failure), 200)
         code = failure.get("error", {}).get("code") if isinstance(failure, dict) else None
         status = code if isinstance(code, int) and 400 <= code < 600 else 0
         in_stream = True
     error = _google(backend, status, said, payload, headers, in_stream=in_stream, now=now)
-    return _scrub(error, backend, secrets)
+    return attributed(error, backend, secrets)
 
 
 def _google(
@@ -151,11 +145,3 @@ def _details(details: Any) -> tuple[set[str], float | None, list[str]]:
                 if isinstance(v, dict) and v.get("quotaId")
             )
     return reasons, delay, quotas
-
-
-def _scrub(error: BackendError, backend: str, secrets: tuple[str, ...]) -> BackendError:
-    error.backend = backend
-    error.message = redact(error.message, secrets)
-    error.detail = redact(error.detail, secrets)
-    error.args = (error.message,)
-    return error

@@ -14,6 +14,7 @@ Every request carries ``apikey`` (the anonymous ``0000000000`` when no key is se
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -49,7 +50,7 @@ from bot.backends.horde_wire import (
     result_events,
     submit_body,
 )
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
+from bot.backends.http_json import DEFAULT_MAX_BODY, ErrorMap, JsonHttp, api_secret, closing
 from bot.backends.kobold_wire import sampler_names
 from bot.backends.presets import ProviderPreset
 from bot.config import BackendConfig
@@ -109,8 +110,8 @@ class HordeBackend:
         self._names = sampler_names(preset)
         self._interval = poll_interval
         self._max_wait = max_wait
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
+        key, secrets = api_secret(api_key)
+        self._error: ErrorMap = functools.partial(horde_error, name, secrets=secrets)
         # httpx.Headers: a config header (a Client-Agent with a real contact) replaces ours
         http_headers = httpx.Headers(
             {"apikey": key or ANONYMOUS_KEY, "Client-Agent": agent or client_agent()}
@@ -131,17 +132,6 @@ class HordeBackend:
             headers=http_headers,
             timeout=min(timeout, QUICK_TIMEOUT),
             error=self._error,
-        )
-
-    def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
-    ) -> BackendError:
-        return horde_error(
-            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
         )
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:

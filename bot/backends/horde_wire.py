@@ -25,15 +25,16 @@ from bot.backends.base import (
     TextDelta,
 )
 from bot.backends.errors import (
+    Failure,
+    attributed,
     classify,
-    decode_json,
-    describe_body,
     protocol_error,
     retry_after,
     transport_error,
     truncate,
+    what_it_said,
 )
-from bot.backends.kobold_wire import attributed, generate_params
+from bot.backends.kobold_wire import generate_params
 from bot.backends.presets import ProviderPreset
 from bot.errors import (
     BackendAuthError,
@@ -321,7 +322,7 @@ def parse_models(backend: str, payload: Any, workers: Iterable[HordeWorker]) -> 
 
 def horde_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),
@@ -336,8 +337,7 @@ def horde_error(
     if not isinstance(failure, httpx.Response):
         said = str(failure.get("message", "")) or truncate(str(failure))
         return attributed(BackendError(said, backend=backend), backend, secrets)
-    payload = decode_json(body)
-    said = describe_body(body, payload) if body else failure.reason_phrase
+    payload, said = what_it_said(failure, body)
     fields = payload.get("errors") if isinstance(payload, Mapping) else None
     if isinstance(fields, Mapping) and fields:
         said += ": " + "; ".join(f"{k}: {v}" for k, v in list(fields.items())[:5])

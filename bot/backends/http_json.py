@@ -1,29 +1,46 @@
-"""HTTP plumbing for families that POST JSON and read a typed SSE stream or one JSON answer.
+"""HTTP plumbing every family shares: JSON requests on the shared client, capped bodies, error
+bodies read before they are mapped, stream records (SSE or NDJSON) parsed one network chunk
+at a time and handed to the family's decoder, and the diagnosis of a stream that ended before
+the backend said it was done.
 
-The Anthropic and Cohere v2 families share it: capped bodies, error bodies read before they
-are mapped, records parsed one network chunk at a time, and the diagnosis of a stream that
-ended before the backend said it was done. Every failure goes through the family's own
-mapping function (``ErrorMap``), so this module never decides what an error means.
+A family brings only its wire: a request body, a :class:`Decoder` for its stream, a function
+for a whole JSON answer, and its one mapping of failures (:class:`ErrorMap`), so this module
+never decides what an error means.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import httpx
+from pydantic import SecretStr
 
 from bot.backends.base import ReasoningDelta, StreamEvent, TextDelta
-from bot.backends.errors import decode_json, describe_body, looks_like_html, protocol_error
-from bot.backends.sse import SSEParser, StreamRecord
+from bot.backends.errors import (
+    Failure,
+    decode_json,
+    describe_body,
+    looks_like_html,
+    protocol_error,
+    unreadable,
+)
+from bot.backends.openai_wire import auth_headers
+from bot.backends.presets import ProviderPreset
+from bot.backends.sse import Framing, StreamRecord, make_parser
 from bot.errors import BackendError, BackendStreamCut, BackendUnavailable
 
 _T = TypeVar("_T")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 ERROR_BODY_LIMIT = 64 * 1024
+JSON = "application/json"
+STREAM_TYPES: Mapping[Framing, str] = {
+    "sse": "text/event-stream",
+    "ndjson": "application/x-ndjson",
+}
 
 
 class ErrorMap(Protocol):
@@ -32,7 +49,7 @@ class ErrorMap(Protocol):
 
     def __call__(
         self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+        failure: Failure,
         *,
         body: bytes = b"",
         midstream: bool = False,
@@ -40,12 +57,13 @@ class ErrorMap(Protocol):
 
 
 class Decoder(Protocol):
-    """One stream's typed events → our events. ``done``: the end event came, stop reading."""
+    """One stream's records → our events. ``done``: the backend said the reply is finished
+    (an end event, ``stop: true``, ``done: true``…) or the decoder ended it; reading stops."""
 
     done: bool
 
-    def feed(self, record: StreamRecord) -> list[StreamEvent]:
-        """Events for one record; raises the family's error for an error event."""
+    def feed(self, record: StreamRecord) -> Iterable[StreamEvent]:
+        """Events for one record; raises the family's error for an error record."""
         ...
 
     def close(self) -> list[StreamEvent] | None:
@@ -91,16 +109,21 @@ class JsonHttp:
         *,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
-        accept: str = "application/json",
+        accept: str | None = JSON,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """A 2xx response, still streaming; a non-2xx one raises the family's error.
 
-        Transport failures are left to the caller, which knows whether text was delivered.
+        ``headers`` add to the backend's own for this call (a fresh OAuth token); ``accept``
+        ``None`` leaves the client's default. Transport failures are left to the caller,
+        which knows whether text was delivered.
         """
-        headers = self.headers.copy()
-        headers["Accept"] = accept
+        sent = self.headers.copy()
+        sent.update(headers or {})
+        if accept is not None:
+            sent["Accept"] = accept
         async with self._client.stream(
-            method, url, json=body, params=params, headers=headers, timeout=self._timeout
+            method, url, json=body, params=params, headers=sent, timeout=self._timeout
         ) as response:
             if not response.is_success:
                 raw = await self.read(response, ERROR_BODY_LIMIT, cap_is_error=False)
@@ -114,49 +137,67 @@ class JsonHttp:
         *,
         stream: bool,
         decoder: Decoder,
-        whole: Callable[[bytes], list[StreamEvent]],
+        whole: Callable[[bytes], Iterable[StreamEvent]],
+        framing: Framing = "sse",
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """POST ``body`` and yield its events: decoded from the stream, or from one JSON
-        answer by ``whole`` (asked for, or sent by a proxy that does not stream)."""
-        delivered = False
-        accept = "text/event-stream" if stream else "application/json"
+        answer by ``whole`` (asked for, or sent by a proxy that does not stream).
+
+        Closing this generator (or cancelling its consumer) leaves the ``async with``
+        blocks, which closes the HTTP response.
+        """
+        delivered = False  # a transport failure from now on breaks a reply the user sees
+        accept = STREAM_TYPES[framing] if stream else JSON
         try:
-            async with self.open("POST", url, body=body, accept=accept) as response:
-                if stream and is_event_stream(response):
-                    events = self._decode(response, decoder)
-                    async with closing(events):
-                        async for event in events:
-                            delivered = True
-                            yield event
+            async with self.open(
+                "POST", url, body=body, params=params, accept=accept, headers=headers
+            ) as response:
+                if not (stream and is_event_stream(response)):
+                    for event in whole(await self.read(response, self.max_body)):
+                        yield event
                     return
-                raw = await self.read(response, self.max_body)
-                for event in whole(raw):
+                meter = Meter()
+                texts = False
+                batches = self.records(response, meter, framing)
+                async with closing(batches):
+                    async for batch in batches:
+                        for record in batch:
+                            for event in decoder.feed(record):
+                                texts = texts or isinstance(event, TextDelta | ReasoningDelta)
+                                delivered = True
+                                yield event
+                            if decoder.done:
+                                break
+                        if decoder.done:
+                            break
+                closing_events = decoder.close()
+                if closing_events is None:
+                    raise self.ended_early(meter, texts)
+                for event in closing_events:
                     yield event
         except httpx.HTTPError as exc:
             raise self._error(exc, midstream=delivered) from exc
 
-    async def _decode(
-        self, response: httpx.Response, decoder: Decoder
-    ) -> AsyncIterator[StreamEvent]:
-        meter = Meter()
-        delivered = False
-        batches = self.records(response, meter)
-        async with closing(batches):
-            async for batch in batches:
-                for record in batch:
-                    for event in decoder.feed(record):
-                        if isinstance(event, TextDelta | ReasoningDelta):
-                            delivered = True
-                        yield event
-                    if decoder.done:
-                        break
-                if decoder.done:
-                    break
-        closing_events = decoder.close()
-        if closing_events is None:
-            raise self.ended_early(meter, delivered)
-        for event in closing_events:
-            yield event
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        accept: str | None = JSON,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """A whole answer's bytes (model lists, token counts), capped; every failure mapped."""
+        try:
+            async with self.open(
+                method, url, body=body, params=params, accept=accept, headers=headers
+            ) as response:
+                return await self.read(response, self.max_body)
+        except httpx.HTTPError as exc:
+            raise self._error(exc) from exc
 
     async def call(
         self,
@@ -166,18 +207,11 @@ class JsonHttp:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        """A whole JSON answer (model lists, token counts); every failure mapped."""
-        try:
-            async with self.open(method, url, body=body, params=params) as response:
-                raw = await self.read(response, self.max_body)
-        except httpx.HTTPError as exc:
-            raise self._error(exc) from exc
+        """A whole JSON answer, decoded; a body that is not JSON is a protocol error."""
+        raw = await self.fetch(method, url, body=body, params=params)
         payload = decode_json(raw)
         if payload is None:
-            what = describe_body(raw, None) if raw.strip() else "an empty body"
-            raise protocol_error(
-                self.name, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
-            )
+            raise unreadable(self.name, raw, quote=True)
         return payload
 
     async def read(
@@ -201,11 +235,11 @@ class JsonHttp:
         return b"".join(parts)
 
     async def records(
-        self, response: httpx.Response, meter: Meter
+        self, response: httpx.Response, meter: Meter, framing: Framing = "sse"
     ) -> AsyncIterator[list[StreamRecord]]:
-        """SSE records one network chunk at a time (a generator hop per event would cost
+        """Stream records one network chunk at a time (a generator hop per event would cost
         more than the parsing), enforcing the body cap."""
-        parser = SSEParser()
+        parser = make_parser(framing)
         chunks = response.aiter_bytes()
         async with closing(chunks):
             async for chunk in chunks:
@@ -244,7 +278,24 @@ class JsonHttp:
 def is_event_stream(response: httpx.Response) -> bool:
     """Whether a 2xx answer is a stream (a proxy may send JSON or an HTML page instead)."""
     kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
-    return kind not in ("application/json", "text/html")
+    return kind not in (JSON, "text/html")
+
+
+def api_secret(api_key: SecretStr | None) -> tuple[str, tuple[str, ...]]:
+    """The key in clear (``""`` when none is set), and the secrets no error may show."""
+    key = api_key.get_secret_value() if api_key is not None else ""
+    return key, (key,) if key else ()
+
+
+def request_headers(
+    preset: ProviderPreset, key: str, configured: Mapping[str, str] | None
+) -> httpx.Headers:
+    """Auth (only when a key is set), then the preset's headers, then the config's, which
+    replace a preset header whatever its letter case."""
+    headers = httpx.Headers(auth_headers(preset, key))
+    headers.update(preset.headers)
+    headers.update(configured or {})
+    return headers
 
 
 @contextlib.asynccontextmanager

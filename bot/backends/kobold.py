@@ -27,8 +27,9 @@ from bot.backends.base import (
     StreamEvent,
     Usage,
 )
-from bot.backends.extras import NO_COUNTER_HINT, native_extras
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
+from bot.backends.extras import NO_COUNTER_HINT
+from bot.backends.family import JsonBackend
+from bot.backends.http_json import DEFAULT_MAX_BODY, closing
 from bot.backends.kobold_wire import (
     CHAT_HINT,
     GenerateDecoder,
@@ -37,7 +38,6 @@ from bot.backends.kobold_wire import (
     sampler_names,
     settle,
 )
-from bot.backends.native import drive, request_headers, server_root
 from bot.backends.presets import ProviderPreset
 from bot.config import BackendConfig
 from bot.errors import BackendError
@@ -48,13 +48,18 @@ STREAM_PATH = "/api/extra/generate/stream"
 GENERATE_PATH = "/api/v1/generate"
 
 
-class KoboldBackend:
+class KoboldBackend(JsonBackend):
     """``Backend``, ``ModelCatalog`` and ``TokenCountingBackend`` for the Kobold API.
 
     The injected ``client`` is shared and owned by the caller; this class never closes it.
     ``stream=False`` (or a server that cannot stream) asks for one blocking answer; the
     events yielded are the same, the text arriving as one delta.
     """
+
+    family_error = staticmethod(kobold_error)
+    # users copy KoboldAI's ".../api" (SillyTavern stores it so); the routes start at root
+    api_prefixes = ("/api", "/v1")
+    extras = True
 
     def __init__(
         self,
@@ -70,38 +75,19 @@ class KoboldBackend:
         stream: bool = True,
         max_body_bytes: int = DEFAULT_MAX_BODY,
     ) -> None:
-        self.name = name
-        self.preset = preset
-        # users copy KoboldAI's ".../api" (SillyTavern stores it so); the routes start at root
-        self.base_url = server_root(base_url, "/api", "/v1")
-        self._stream = stream and preset.streams
-        self._context_size = context_size
-        self._names = sampler_names(preset)
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
-        http_headers = request_headers(preset, key, headers)
-        self._http = JsonHttp(
+        super().__init__(
             name,
             client,
-            headers=http_headers,
+            preset=preset,
+            base_url=base_url,
+            api_key=api_key,
+            headers=headers,
             timeout=timeout,
-            error=self._error,
-            max_body=max_body_bytes,
+            stream=stream and preset.streams,
+            max_body_bytes=max_body_bytes,
         )
-        self._extras = native_extras(
-            name, client, preset, self.base_url, http_headers, error=self._error, timeout=timeout
-        )
-
-    def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
-    ) -> BackendError:
-        return kobold_error(
-            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
-        )
+        self._context_size = context_size
+        self._names = sampler_names(preset)
 
     def request_body(
         self, request: GenerationRequest, key: Mapping[str, str] | None = None
@@ -122,14 +108,13 @@ class KoboldBackend:
                 "the Kobold API has no chat endpoint", backend=self.name, hint=CHAT_HINT
             )
         key = self._extras.request_key() if self._extras is not None else {}
-        events = drive(
-            self._http,
+        decoder = GenerateDecoder(self.name, self._error)
+        events = self._http.generate(
             self.base_url + (STREAM_PATH if self._stream else GENERATE_PATH),
             self.request_body(request, key),
-            GenerateDecoder(self.name, self._error),
             stream=self._stream,
-            framing="sse",
-            error=self._error,
+            decoder=decoder,
+            whole=decoder.whole,
         )
         if self._extras is not None:
             events = self._extras.guard(events, key)

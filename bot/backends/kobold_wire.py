@@ -23,12 +23,13 @@ from bot.backends.base import (
     Usage,
 )
 from bot.backends.errors import (
+    Failure,
+    InStreamError,
+    attributed,
     classify,
-    decode_json,
-    describe_body,
     protocol_error,
-    redact,
     transport_error,
+    what_it_said,
 )
 from bot.backends.native import record_json, translate_samplers, unique_stops, whole_json
 from bot.backends.presets import ProviderPreset
@@ -92,8 +93,6 @@ NOT_FOUND_HINT = (
     "no /api/extra routes, so use `provider: koboldai-classic` for it"
 )
 FAILED_HINT = "KoboldCpp stopped with an error while writing (its console says why); try again"
-
-ErrorMapper = Callable[[Mapping[str, Any]], BackendError]
 
 
 def sampler_names(preset: ProviderPreset) -> dict[str, str]:
@@ -165,7 +164,7 @@ class GenerateDecoder:
     """One reply: ``event: message`` records ``{"token", "finish_reason"}`` (the last one
     names the reason; there is no ``[DONE]``), or one ``{"results": [{"text", …}]}``."""
 
-    def __init__(self, backend: str, error: ErrorMapper) -> None:
+    def __init__(self, backend: str, error: InStreamError) -> None:
         self.done = False
         self._backend = backend
         self._error = error
@@ -182,8 +181,8 @@ class GenerateDecoder:
             self._raw = reason
         return [TextDelta(token)] if isinstance(token, str) and token else []
 
-    def close(self) -> list[StreamEvent]:
-        return [Finish(finish_reason(self._raw), raw=self._raw)]
+    def close(self) -> list[StreamEvent] | None:
+        return [Finish(finish_reason(self._raw), raw=self._raw)] if self.done else None
 
     def whole(self, raw: bytes) -> list[StreamEvent]:
         payload = whole_json(self._backend, raw)
@@ -230,7 +229,7 @@ def settle(finish: Finish, usage_seen: bool, perf: Any) -> list[StreamEvent]:
 
 def kobold_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),
@@ -246,8 +245,7 @@ def kobold_error(
     if isinstance(failure, httpx.HTTPError):
         return attributed(transport_error(backend, failure, midstream=midstream), backend, secrets)
     if isinstance(failure, httpx.Response):
-        payload = decode_json(body)
-        said = describe_body(body, payload) if body else failure.reason_phrase
+        payload, said = what_it_said(failure, body)
         status = failure.status_code
         error = classify(backend, status, said, _detail_type(payload), failure.headers, now=now)
         if status == 503 and "busy" in said.lower():
@@ -266,13 +264,3 @@ def kobold_error(
 def _detail_type(payload: Any) -> str:
     detail = payload.get("detail") if isinstance(payload, Mapping) else None
     return str(detail.get("type", "")).lower() if isinstance(detail, Mapping) else ""
-
-
-def attributed(error: BackendError, backend: str, secrets: Iterable[str]) -> BackendError:
-    """``error`` named after ``backend``, every secret scrubbed from what it shows."""
-    secrets = tuple(secrets)
-    error.backend = backend
-    error.message = redact(error.message, secrets)
-    error.detail = redact(error.detail, secrets)
-    error.args = (error.message,)
-    return error

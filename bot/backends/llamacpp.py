@@ -8,14 +8,12 @@ llama.cpp has no abort call: closing the connection stops the generation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-from pydantic import SecretStr
-
-from bot.backends.base import Backend, GenerationRequest, ModelInfo, StreamEvent
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
+from bot.backends.base import GenerationRequest, ModelInfo, StreamEvent
+from bot.backends.family import JsonBackend, standard_factory
+from bot.backends.http_json import closing
 from bot.backends.llamacpp_wire import (
     CompletionDecoder,
     ServerProps,
@@ -24,9 +22,8 @@ from bot.backends.llamacpp_wire import (
     parse_props,
     token_count,
 )
-from bot.backends.native import drive, fetch_models, request_headers, server_root
-from bot.backends.presets import NativeCall, ProviderPreset
-from bot.config import BackendConfig
+from bot.backends.openai_wire import parse_models
+from bot.backends.presets import NativeCall
 from bot.errors import BackendError, BackendNotFound
 
 CHAT_HINT = (
@@ -35,55 +32,17 @@ CHAT_HINT = (
 )
 
 
-class LlamaCppNativeBackend:
+class LlamaCppNativeBackend(JsonBackend):
     """``Backend``, ``ModelCatalog`` and ``TokenCountingBackend`` for llama-server.
 
     The injected ``client`` is shared and owned by the caller; this class never closes it.
     ``stream=False`` asks for one JSON answer; the events yielded are the same.
     """
 
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        *,
-        preset: ProviderPreset,
-        base_url: str,
-        api_key: SecretStr | None = None,
-        model: str = "",
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 120.0,
-        stream: bool = True,
-        max_body_bytes: int = DEFAULT_MAX_BODY,
-    ) -> None:
-        self.name = name
-        self.preset = preset
-        # the native routes live at the root; a copied ".../v1" would make every one a 404
-        self.base_url = server_root(base_url, "/v1")
-        self._model = model
-        self._stream = stream
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
-        self._http = JsonHttp(
-            name,
-            client,
-            headers=request_headers(preset, key, headers),
-            timeout=timeout,
-            error=self._error,
-            max_body=max_body_bytes,
-        )
-        self._counter: tuple[NativeCall, ...] = ()  # the token count route found to work
-
-    def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
-    ) -> BackendError:
-        return llamacpp_error(
-            self.name, failure, body=body, secrets=self._secrets, midstream=midstream
-        )
+    family_error = staticmethod(llamacpp_error)
+    # the native routes live at the root; a copied ".../v1" would make every one a 404
+    api_prefixes = ("/v1",)
+    _counter: tuple[NativeCall, ...] = ()  # the token count route found to work
 
     def request_body(self, request: GenerationRequest) -> dict[str, Any]:
         return completion_body(request, model=self._model, stream=self._stream)
@@ -95,14 +54,13 @@ class LlamaCppNativeBackend:
             raise BackendError(
                 "the native llama.cpp API has no chat endpoint", backend=self.name, hint=CHAT_HINT
             )
-        events = drive(
-            self._http,
+        decoder = CompletionDecoder(self.name, self._error)
+        events = self._http.generate(
             self.base_url + "/completion",
             self.request_body(request),
-            CompletionDecoder(self.name, self._error),
             stream=self._stream,
-            framing="sse",
-            error=self._error,
+            decoder=decoder,
+            whole=decoder.whole,
         )
         async with closing(events):
             async for event in events:
@@ -112,7 +70,7 @@ class LlamaCppNativeBackend:
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET /v1/models``: one entry, the loaded file (or its ``--alias``)."""
-        return await fetch_models(self._http, self.base_url + "/v1/models", self._error)
+        return parse_models(self.name, await self._http.fetch("GET", self.base_url + "/v1/models"))
 
     async def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the loaded model's own tokenizer (llama-server adds no BOS).
@@ -150,23 +108,5 @@ class LlamaCppNativeBackend:
             await self._http.call("GET", self.base_url + "/v1/models")
 
 
-def build_llamacpp_native(
-    name: str,
-    config: BackendConfig,
-    preset: ProviderPreset,
-    base_url: str,
-    client: httpx.AsyncClient,
-    api_key: SecretStr | None,
-) -> Backend:
-    """The registry's factory for ``family: llamacpp_native``."""
-    return LlamaCppNativeBackend(
-        name,
-        client,
-        preset=preset,
-        base_url=base_url,
-        api_key=api_key,
-        model=config.model,
-        headers=config.headers,
-        timeout=config.timeout,
-        stream=config.stream,
-    )
+build_llamacpp_native = standard_factory(LlamaCppNativeBackend)
+"""The registry's factory for ``family: llamacpp_native``."""

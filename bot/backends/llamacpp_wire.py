@@ -7,7 +7,7 @@ Pure functions and a decoder, no I/O: :mod:`bot.backends.llamacpp` does the HTTP
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -22,7 +22,7 @@ from bot.backends.base import (
     TextDelta,
     Usage,
 )
-from bot.backends.errors import decode_json, openai_error, protocol_error
+from bot.backends.errors import Failure, InStreamError, decode_json, openai_error, protocol_error
 from bot.backends.native import record_json, translate_samplers, unique_stops, whole_json
 from bot.backends.sse import ERROR_EVENT, StreamRecord
 from bot.errors import BackendError, BackendNotFound, BackendUnavailable
@@ -154,9 +154,6 @@ def _tail(chunk: Mapping[str, Any]) -> list[StreamEvent]:
     return [usage, finish_of(chunk)] if usage is not None else [finish_of(chunk)]
 
 
-ErrorOf = Callable[[Mapping[str, Any]], BackendError]
-
-
 @dataclass(slots=True)
 class CompletionDecoder:
     """``data: {"content", "stop": false}`` per token; the chunk with ``stop: true`` carries
@@ -164,7 +161,7 @@ class CompletionDecoder:
     as llama.cpp's own ``error: {...}`` SSE line (or ``data: {"error": ...}``)."""
 
     backend: str
-    error: ErrorOf
+    error: InStreamError
     done: bool = False
     _final: Mapping[str, Any] = field(default_factory=dict)
 
@@ -183,8 +180,8 @@ class CompletionDecoder:
             self._final = chunk
         return [TextDelta(content)] if content else []
 
-    def close(self) -> list[StreamEvent]:
-        return _tail(self._final)
+    def close(self) -> list[StreamEvent] | None:
+        return _tail(self._final) if self.done else None
 
     def whole(self, raw: bytes) -> list[StreamEvent]:
         answer = whole_json(self.backend, raw)
@@ -243,7 +240,7 @@ def token_count(backend: str, payload: Any) -> int:
 
 def llamacpp_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),

@@ -12,7 +12,7 @@ generation on NovelAI's side. Bans (``bad_words_ids``) are left out for the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +27,14 @@ from bot.backends.base import (
     TextDelta,
     Usage,
 )
-from bot.backends.errors import decode_json, looks_like_html, openai_error, protocol_error
+from bot.backends.errors import (
+    Failure,
+    InStreamError,
+    decode_json,
+    looks_like_html,
+    openai_error,
+    protocol_error,
+)
 from bot.backends.native import record_json, translate_samplers, unique_stops, whole_json
 from bot.backends.sse import ERROR_EVENT, StreamRecord
 from bot.errors import BackendAuthError, BackendError
@@ -132,16 +139,13 @@ def first_stop(text: str, stops: tuple[str, ...]) -> int:
     return min(found, default=-1)
 
 
-ErrorOf = Callable[[Mapping[str, Any]], BackendError]
-
-
 @dataclass(slots=True)
 class NovelAIDecoder:
     """``event: newToken`` / ``data: {"token", "ptr", "final"}``; no ``[DONE]``. ``ptr`` is
     the token's index, so the last one seen counts the reply's tokens."""
 
     backend: str
-    error: ErrorOf
+    error: InStreamError
     stops: tuple[str, ...]
     max_length: int
     done: bool = False
@@ -179,7 +183,9 @@ class NovelAIDecoder:
             text, self._held = text[:-keep], text[-keep:]
         return [TextDelta(text)] if text else []
 
-    def close(self) -> list[StreamEvent]:
+    def close(self) -> list[StreamEvent] | None:
+        if not self.done:
+            return None
         usage: list[StreamEvent] = [Usage(None, self._tokens)] if self._tokens else []
         return [*usage, self._finish or Finish(FinishReason.STOP, "final")]
 
@@ -208,7 +214,7 @@ def stops_of(request: GenerationRequest) -> tuple[str, ...]:
 
 def novelai_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),

@@ -16,21 +16,26 @@ import httpx
 from pydantic import SecretStr
 
 from bot.backends.base import Backend, GenerationRequest, ModelInfo, StreamEvent
-from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, closing
-from bot.backends.native import drive, fetch_models, request_headers, server_root
+from bot.backends.errors import Failure
+from bot.backends.family import JsonBackend
+from bot.backends.http_json import DEFAULT_MAX_BODY, closing
 from bot.backends.ollama_wire import KeepAlive, OllamaDecoder, Think, ollama_error, request_body
+from bot.backends.openai_wire import parse_models
 from bot.backends.presets import ProviderPreset
 from bot.config import BackendConfig
 from bot.errors import BackendError, ConfigError
 
 
-class OllamaBackend:
+class OllamaBackend(JsonBackend):
     """``Backend`` and ``ModelCatalog`` for Ollama's native API.
 
     The injected ``client`` is shared and owned by the caller; this class never closes it.
     ``keep_alive`` (``"5m"``, seconds, ``-1`` for ever, ``None`` for the server's default)
     and ``think`` (``True``/``False``/``"low"``…, ``None``: not sent) go out as given.
     """
+
+    # the native routes are /api/*; a copied ".../v1" or ".../api" is cut back to the root
+    api_prefixes = ("/v1", "/api")
 
     def __init__(
         self,
@@ -49,33 +54,26 @@ class OllamaBackend:
         think: Think = None,
         max_body_bytes: int = DEFAULT_MAX_BODY,
     ) -> None:
-        self.name = name
-        self.preset = preset
-        # the native routes are /api/*; a copied ".../v1" or ".../api" is cut back to the root
-        self.base_url = server_root(base_url, "/v1", "/api")
-        self._model = model
-        self._stream = stream
+        super().__init__(
+            name,
+            client,
+            preset=preset,
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            headers=headers,
+            timeout=timeout,
+            stream=stream,
+            max_body_bytes=max_body_bytes,
+        )
         self._num_ctx = num_ctx
         self._keep_alive = keep_alive
         self._think = think
-        key = api_key.get_secret_value() if api_key is not None else ""
-        self._secrets = (key,) if key else ()
-        self._http = JsonHttp(
-            name,
-            client,
-            headers=request_headers(preset, key, headers),
-            timeout=timeout,
-            error=self._error,
-            max_body=max_body_bytes,
-        )
 
     def _error(
-        self,
-        failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
-        *,
-        body: bytes = b"",
-        midstream: bool = False,
+        self, failure: Failure, *, body: bytes = b"", midstream: bool = False
     ) -> BackendError:
+        """Ollama's mapping, which names the model in a "not found" hint."""
         return ollama_error(
             self.name,
             failure,
@@ -97,14 +95,14 @@ class OllamaBackend:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         path, body = self.request_body(request)
-        events = drive(
-            self._http,
+        decoder = OllamaDecoder(self.name, self._error)
+        events = self._http.generate(
             self.base_url + path,
             body,
-            OllamaDecoder(self.name, self._error),
             stream=self._stream,
+            decoder=decoder,
+            whole=decoder.whole,
             framing="ndjson",
-            error=self._error,
         )
         async with closing(events):
             async for event in events:
@@ -112,7 +110,7 @@ class OllamaBackend:
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET /api/tags``: the models pulled on the server, as ``name:tag``."""
-        return await fetch_models(self._http, self.base_url + "/api/tags", self._error)
+        return parse_models(self.name, await self._http.fetch("GET", self.base_url + "/api/tags"))
 
 
 def build_ollama(

@@ -3,7 +3,7 @@ and whole answers in; its one error mapping. Pure functions and a decoder, no I/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -20,7 +20,7 @@ from bot.backends.base import (
     TextDelta,
     Usage,
 )
-from bot.backends.errors import openai_error, protocol_error
+from bot.backends.errors import Failure, InStreamError, openai_error, protocol_error
 from bot.backends.native import record_json, translate_samplers, unique_stops, whole_json
 from bot.backends.sse import StreamRecord
 from bot.errors import BackendError, BackendNotFound
@@ -140,16 +140,13 @@ def _tail(chunk: Mapping[str, Any]) -> list[StreamEvent]:
     return events
 
 
-ErrorOf = Callable[[Mapping[str, Any]], BackendError]
-
-
 @dataclass(slots=True)
 class OllamaDecoder:
     """One JSON object per line; the last has ``done: true``. A ``{"error": "…"}`` line is
     an error that came after the 200 status (Ollama cannot change it once streaming)."""
 
     backend: str
-    error: ErrorOf
+    error: InStreamError
     done: bool = False
     _final: Mapping[str, Any] = field(default_factory=dict)
 
@@ -163,8 +160,8 @@ class OllamaDecoder:
             self._final = chunk
         return events
 
-    def close(self) -> list[StreamEvent]:
-        return _tail(self._final)
+    def close(self) -> list[StreamEvent] | None:
+        return _tail(self._final) if self.done else None
 
     def whole(self, raw: bytes) -> list[StreamEvent]:
         answer = whole_json(self.backend, raw)
@@ -181,7 +178,7 @@ class OllamaDecoder:
 
 def ollama_error(
     backend: str,
-    failure: httpx.Response | httpx.HTTPError | Mapping[str, Any],
+    failure: Failure,
     *,
     body: bytes = b"",
     secrets: Iterable[str] = (),

@@ -1,13 +1,14 @@
-"""The OpenAI-compatible wire format: request bodies out, whole (non-streamed) answers in.
+"""The OpenAI-compatible wire format: request bodies out; stream chunks and whole answers in.
 
-Pure functions, no I/O: :mod:`bot.backends.openai_compat` does the HTTP and the streaming.
+Pure functions and a decoder, no I/O: :mod:`bot.backends.openai_compat` does the HTTP.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bot.backends.base import (
@@ -22,13 +23,14 @@ from bot.backends.base import (
     Usage,
 )
 from bot.backends.errors import (
+    InStreamError,
     decode_json,
-    describe_body,
-    looks_like_html,
     openai_error,
     protocol_error,
+    unreadable,
 )
 from bot.backends.presets import ProviderPreset
+from bot.backends.sse import ERROR_EVENT, StreamRecord
 from bot.errors import BackendError
 
 _log = logging.getLogger(__name__)
@@ -89,12 +91,7 @@ def parse_response(
     """A non-streaming JSON answer → the same events a stream would give."""
     payload = decode_json(raw)
     if not isinstance(payload, dict):
-        if not raw.strip():
-            raise protocol_error(backend, "the server sent an empty body")
-        what = describe_body(raw, None) if looks_like_html(raw) else "a body that is not JSON"
-        raise protocol_error(
-            backend, f"the server sent {what}", detail=raw[:300].decode("utf-8", "replace")
-        )
+        raise unreadable(backend, raw)
     if payload.get("error"):
         raise openai_error(backend, payload, secrets=secrets)
     choices = payload.get("choices")
@@ -126,6 +123,74 @@ def parse_response(
         raise openai_error(backend, {"error": {"message": "finish_reason error"}}, secrets=secrets)
     events.append(Finish(finish_reason(raw_reason), raw=str(raw_reason)))
     return events
+
+
+class OpenAIStream:
+    """The SSE chunks of one streamed reply → our events (a ``Decoder``). Usage and Finish
+    wait for ``[DONE]`` or the end of the bytes (old servers send no sentinel)."""
+
+    def __init__(self, backend: str, error: InStreamError, *, chat: bool) -> None:
+        self.backend = backend
+        self.chat = chat
+        self.done = False
+        self._error = error
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    def feed(self, record: StreamRecord) -> Iterator[StreamEvent]:
+        """A generator, so that text before a failure later in the same chunk (a
+        ``finish_reason: "error"``, a malformed part) is still delivered."""
+        if record.event == ERROR_EVENT:
+            raise self._in_stream(record.data)
+        data = record.data
+        if data == "[DONE]":
+            self.done = True
+            return
+        try:
+            obj = json.loads(data)
+            if obj.get("error"):
+                raise self._in_stream(obj)
+            choices = obj.get("choices")
+            if choices:
+                choice = choices[0]
+                if self.chat:
+                    delta = choice.get("delta") or choice.get("message") or {}
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                    if reasoning and isinstance(reasoning, str):
+                        yield ReasoningDelta(reasoning)
+                    content = delta.get("content")
+                    if content and not isinstance(content, str):
+                        content, thinking = content_parts(content)
+                        if thinking:
+                            yield ReasoningDelta(thinking)
+                else:
+                    content = choice.get("text")
+                if content:
+                    yield TextDelta(content)
+                reason = choice.get("finish_reason")
+                if reason:
+                    if reason == "error":
+                        raise self._in_stream(obj)
+                    self._finish = reason
+            if obj.get("usage"):
+                self._usage = usage_of(obj["usage"]) or self._usage
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+            raise protocol_error(
+                self.backend, "the server sent a malformed stream chunk", detail=data
+            ) from exc
+
+    def close(self) -> list[StreamEvent] | None:
+        if not (self.done or self._finish):
+            return None
+        events: list[StreamEvent] = [] if self._usage is None else [self._usage]
+        events.append(Finish(finish_reason(self._finish), raw=self._finish or ""))
+        return events
+
+    def _in_stream(self, error: str | Mapping[str, Any]) -> BackendError:
+        if isinstance(error, str):
+            decoded = decode_json(error)
+            error = decoded if isinstance(decoded, Mapping) else {"error": {"message": error}}
+        return self._error(error)
 
 
 def parse_models(backend: str, raw: bytes) -> list[ModelInfo]:

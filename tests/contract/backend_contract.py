@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal, Protocol
 
 import httpx
@@ -33,6 +33,7 @@ from bot.errors import (
     BackendStreamCut,
     BackendUnavailable,
 )
+from tests.fakes.base import LoopbackServer, Raw, Status
 
 ErrorKind = Literal[
     "auth", "not_found", "rate_limited", "server_error", "overloaded", "context", "quota"
@@ -42,8 +43,14 @@ ErrorKind = Literal[
 class Harness(Protocol):
     """A family's fake, scripted in the contract's words."""
 
-    secret: str
-    disconnected: asyncio.Event
+    @property
+    def fake(self) -> LoopbackServer: ...
+
+    @property
+    def secret(self) -> str: ...
+
+    @property
+    def disconnected(self) -> asyncio.Event: ...
 
     def request(self) -> GenerationRequest: ...
 
@@ -96,6 +103,42 @@ async def collect(
     return events, None
 
 
+async def replay(
+    harness: Harness,
+    client: httpx.AsyncClient,
+    body: bytes,
+    *,
+    split: int = 0,
+    sleeps: list[float] | None = None,
+) -> tuple[list[StreamEvent], BackendError | None]:
+    """What the backend makes of exact bytes (a golden transcript) under HTTP 200, sent in
+    pieces of ``split`` bytes if given."""
+    harness.fake.enqueue(Raw(body, split=split))
+    return await collect(harness.backend(client, sleeps=sleeps), harness.request())
+
+
+async def cancel_midway(
+    events: AsyncIterator[StreamEvent], first: type | tuple[type, ...] = TextDelta
+) -> list[StreamEvent]:
+    """Consume ``events`` in a task and cancel the task once an event of type ``first``
+    arrived (as a user who stops a reply does); what it received by then."""
+    received: list[StreamEvent] = []
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for event in events:
+            if isinstance(event, first):
+                received.append(event)
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return received
+
+
 def text_of(events: Sequence[StreamEvent]) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta))
 
@@ -106,6 +149,24 @@ def assert_no_secret(error: BaseException, secret: str) -> None:
         shown += [error.message, error.detail, error.hint, error.user_message()]
     for text in shown:
         assert secret not in text
+
+
+async def assert_error_hint(
+    harness: Harness,
+    client: httpx.AsyncClient,
+    reply: Status,
+    expected: type[BackendError],
+    words: str,
+) -> None:
+    """An HTTP error ``reply`` (answered to every retry) is ``expected``, its hint says
+    ``words``, the message starts with the backend and status, and no key shows."""
+    for _ in range(3):
+        harness.fake.enqueue(reply)
+    _, error = await collect(harness.backend(client, sleeps=[]), harness.request())
+    assert type(error) is expected
+    assert words in error.hint
+    assert error.user_message().startswith(f"[main] HTTP {reply.status}: ")
+    assert_no_secret(error, harness.secret)
 
 
 def refused_url() -> str:
@@ -212,20 +273,7 @@ class BackendContract:
         self, harness: Harness, client: httpx.AsyncClient
     ) -> None:
         harness.reply_endless()
-        received: list[str] = []
-        started = asyncio.Event()
-
-        async def consume() -> None:
-            async for event in harness.backend(client).stream(harness.request()):
-                if isinstance(event, TextDelta):
-                    received.append(event.text)
-                    started.set()
-
-        task = asyncio.create_task(consume())
-        await asyncio.wait_for(started.wait(), timeout=5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        received = await cancel_midway(harness.backend(client).stream(harness.request()))
         await asyncio.wait_for(harness.disconnected.wait(), timeout=5)
         assert received
 

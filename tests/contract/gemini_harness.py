@@ -4,23 +4,20 @@ AI Studio with an API key, Vertex AI with a service account, Vertex AI in expres
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from bot.backends.base import Backend, GenerationRequest, PromptMessage
-from bot.backends.registry import build_backend
-from bot.backends.retry import RetryPolicy
 from bot.config import BackendConfig
 from tests.contract.backend_contract import ErrorKind
+from tests.contract.harness import ContractHarness
+from tests.fakes.base import Status
 from tests.fakes.gemini_server import Account, FakeGemini
 from tests.fakes.gemini_wire import (
     ERROR_404,
@@ -30,12 +27,7 @@ from tests.fakes.gemini_wire import (
     ERROR_DAILY_QUOTA,
     HTML_502,
     VERTEX_429,
-    Cut,
-    Endless,
-    Huge,
     InStreamError,
-    Raw,
-    Status,
     Text,
     error_429,
     key_invalid,
@@ -96,7 +88,7 @@ def fake_for(variant: Variant, key: rsa.RSAPrivateKey, **kw: Any) -> FakeGemini:
 
 
 @dataclass
-class GeminiHarness:
+class GeminiHarness(ContractHarness):
     fake: FakeGemini
     variant: Variant
     folder: Path
@@ -104,32 +96,19 @@ class GeminiHarness:
     wrong_key: rsa.RSAPrivateKey
     stream: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    secret: str = field(init=False)
+    mode = "chat"
+    model = request_model = MODEL
+    html_502 = HTML_502
+    malformed = b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]\r\n\r\n'
 
-    @property
-    def secret(self) -> str:
-        return TOKEN_SECRET if self.variant == "vertex-sa" else SECRET
+    def __post_init__(self) -> None:
+        self.secret = TOKEN_SECRET if self.variant == "vertex-sa" else SECRET
+        self.provider = "gemini" if self.variant == "aistudio" else "vertex"
 
-    @property
-    def disconnected(self) -> asyncio.Event:
-        return self.fake.disconnected
-
-    def request(self, **changes: Any) -> GenerationRequest:
-        fields: dict[str, Any] = {
-            "mode": "chat",
-            "model": MODEL,
-            "max_tokens": 64,
-            "stop": ("\nUser:",),
-            "messages": (
-                PromptMessage("system", "You are Aria."),
-                PromptMessage("user", "Hello there", name="Sam"),
-            ),
-        }
-        fields.update(changes)
-        return GenerationRequest(**fields)
-
-    def backend_config(
-        self, *, base_url: str | None = None, wrong_account: bool = False
-    ) -> BackendConfig:
+    def backend_config(self, *, base_url: str | None, api_key: str | None) -> BackendConfig:
+        """A service account's key file, or Vertex express's project; a wrong ``api_key``
+        for a service account is a stranger's account."""
         options: dict[str, Any] = {}
         url = self.fake.base_url
         if self.variant != "aistudio":
@@ -137,92 +116,49 @@ class GeminiHarness:
         if self.variant == "vertex-express":
             options = {"project": "proj-express", "region": "global"}
         elif self.variant == "vertex-sa":
-            key = self.wrong_key if wrong_account else self.key
-            name = "wrong.json" if wrong_account else "account.json"
+            wrong = api_key is not None
+            key = self.wrong_key if wrong else self.key
+            name = "wrong.json" if wrong else "account.json"
             path = write_service_account(self.folder / name, key, self.fake.token_url)
             options = {"service_account_file": path, "region": "us-central1"}
         extra = dict(self.config)
         options.update(extra.pop("gemini", {}))
         return BackendConfig(
-            provider="gemini" if self.variant == "aistudio" else "vertex",
-            base_url=base_url or url,
-            model=MODEL,
-            timeout=5,
-            stream=self.stream,
-            gemini=options,
-            **extra,
+            **self.settings(), base_url=base_url or url, timeout=5, gemini=options, **extra
         )
 
-    def backend(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        sleeps: list[float] | None = None,
-    ) -> Backend:
-        sa = self.variant == "vertex-sa"
-        config = self.backend_config(base_url=base_url, wrong_account=sa and api_key is not None)
-        key = None if sa else SecretStr(api_key or SECRET)
-
-        async def record(seconds: float) -> None:
-            assert sleeps is not None
-            sleeps.append(seconds)
-
-        return build_backend(
-            "main",
-            config,
-            client,
-            key,
-            retry=RetryPolicy(attempts=3),
-            sleep=asyncio.sleep if sleeps is None else record,
-        )
+    def api_key(self, api_key: str | None) -> SecretStr | None:
+        return None if self.variant == "vertex-sa" else SecretStr(api_key or SECRET)
 
     def request_count(self) -> int:
         return len(self.fake.generations())
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Text(deltas, usage=usage))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        if kind == "auth" and self.variant == "vertex-sa":
-            self.fake.refuse_tokens += 1  # the next bearer token is refused, and echoed
-            return
-        if kind == "rate_limited":
-            delay = f"{retry_after}s" if retry_after else None
-            vertex = self.variant != "aistudio" and delay is None
-            self.fake.enqueue(Status(429, VERTEX_429 if vertex else error_429(delay)))
-            return
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        delay = f"{retry_after}s" if retry_after else None
+        vertex = self.variant != "aistudio" and delay is None
+        return {
             "auth": Status(400, key_invalid(SECRET)),
             "not_found": Status(404, ERROR_404),
+            "rate_limited": Status(429, VERTEX_429 if vertex else error_429(delay)),
             "server_error": Status(500, ERROR_500),
             "overloaded": Status(503, ERROR_503),
             "context": Status(400, ERROR_CONTEXT),
             "quota": Status(429, ERROR_DAILY_QUOTA),
         }
-        self.fake.enqueue(replies[kind])
+
+    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
+        if kind == "auth" and self.variant == "vertex-sa":
+            self.fake.refuse_tokens += 1  # the next bearer token is refused, and echoed
+            return
+        super().reply_error(kind, retry_after=retry_after)
+
+    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
+        self.fake.enqueue(Text(deltas, usage=usage))
 
     def reply_error_after(self, deltas: Sequence[str]) -> None:
         self.fake.enqueue(InStreamError(deltas))
 
-    def reply_cut_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(Cut(deltas))
 
-    def reply_endless(self) -> None:
-        self.fake.enqueue(Endless())
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(Status(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b""))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]\r\n\r\n'))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
+def on(fake: FakeGemini, variant: Variant, tmp: Path, keys: Keys, **kw: Any) -> GeminiHarness:
+    """A harness on ``fake`` for ``variant``, with the session's keys."""
+    return GeminiHarness(fake, variant, tmp, keys[0], keys[1], **kw)

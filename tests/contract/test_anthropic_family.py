@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.backends.anthropic import anthropic_error
+from bot.backends.anthropic import AnthropicBackend, anthropic_error
 from bot.backends.base import (
     Finish,
     FinishReason,
@@ -35,7 +35,14 @@ from bot.errors import (
     ConfigError,
 )
 from tests.contract.anthropic_harness import MODEL, SECRET, ClaudeHarness
-from tests.contract.backend_contract import BackendContract, assert_no_secret, collect, text_of
+from tests.contract.backend_contract import (
+    BackendContract,
+    assert_error_hint,
+    assert_no_secret,
+    collect,
+    replay,
+    text_of,
+)
 from tests.fakes.anthropic_server import AUTH_PROBLEM, FakeAnthropic
 from tests.fakes.anthropic_wire import (
     ERROR_404,
@@ -53,20 +60,14 @@ from tests.fakes.anthropic_wire import (
     OVERLOADED_EVENT,
     error_401,
 )
-from tests.fakes.typed_sse import Raw, Status, Text
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+from tests.fakes.base import Raw, Status, Text
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAnthropic]:
     async with FakeAnthropic(api_key=SECRET) as server:
         yield server
-        assert server.problems() == []
+        assert server.body_rejections() == []
 
 
 @pytest.fixture
@@ -85,8 +86,7 @@ class TestAnthropicContract(BackendContract):
 async def test_golden_stream(
     harness: ClaudeHarness, client: httpx.AsyncClient, split: int
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN, split=split))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN, split=split)
     assert error is None
     assert events == [
         TextDelta("Hi"),
@@ -99,8 +99,7 @@ async def test_golden_stream(
 async def test_thinking_stream_gives_reasoning_then_text(
     harness: ClaudeHarness, client: httpx.AsyncClient
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_THINKING, split=5))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN_THINKING, split=5)
     assert error is None
     assert events == [
         ReasoningDelta("The user greets me."),
@@ -114,8 +113,7 @@ async def test_thinking_stream_gives_reasoning_then_text(
 async def test_overloaded_event_after_a_delta_keeps_the_partial(
     harness: ClaudeHarness, client: httpx.AsyncClient
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_ERROR_AFTER_DELTA))
-    events, error = await collect(harness.backend(client, sleeps=[]), harness.request())
+    events, error = await replay(harness, client, GOLDEN_ERROR_AFTER_DELTA, sleeps=[])
     assert text_of(events) == "Once"
     assert isinstance(error, BackendUnavailable)
     assert "Overloaded" in error.user_message()
@@ -157,8 +155,7 @@ async def test_529_before_the_stream_is_retried(
 async def test_stop_reasons_keep_claudes_word(
     harness: ClaudeHarness, client: httpx.AsyncClient, body: bytes, expected: Finish
 ) -> None:
-    harness.fake.enqueue(Raw(body))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, body)
     assert error is None
     assert events[-1] == expected
 
@@ -166,8 +163,7 @@ async def test_stop_reasons_keep_claudes_word(
 async def test_a_stream_with_a_stop_reason_but_no_message_stop_still_finishes(
     harness: ClaudeHarness, client: httpx.AsyncClient
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN.rsplit(b"event: message_stop", 1)[0]))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN.rsplit(b"event: message_stop", 1)[0])
     assert error is None
     assert events[-1] == Finish(FinishReason.STOP, raw="end_turn")
 
@@ -209,6 +205,7 @@ async def test_count_tokens_uses_the_count_endpoint(
     harness: ClaudeHarness, client: httpx.AsyncClient
 ) -> None:
     backend = harness.inner(client)
+    assert isinstance(backend, AnthropicBackend)
     assert isinstance(backend, TokenCountingBackend)
     assert await backend.count_tokens("one two three") == 3 + 3
     assert harness.fake.last.path == "/v1/messages/count_tokens"
@@ -260,13 +257,7 @@ async def test_each_error_has_its_own_hint(
     expected: type[BackendError],
     words: str,
 ) -> None:
-    for _ in range(3):
-        harness.fake.enqueue(Status(status, body))
-    _, error = await collect(harness.backend(client, sleeps=[]), harness.request())
-    assert type(error) is expected
-    assert words in error.hint
-    assert error.user_message().startswith(f"[main] HTTP {status}: ")
-    assert_no_secret(error, SECRET)
+    await assert_error_hint(harness, client, Status(status, body), expected, words)
 
 
 def test_rate_limit_wait_comes_from_the_reset_header_when_retry_after_is_missing() -> None:

@@ -20,20 +20,14 @@ from tests.contract.anthropic_harness import MODEL, SECRET, ClaudeHarness
 from tests.contract.backend_contract import collect
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.anthropic_wire import GOLDEN_THINKING
-from tests.fakes.typed_sse import Raw
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+from tests.fakes.base import Raw
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAnthropic]:
     async with FakeAnthropic(api_key=SECRET) as server:
         yield server
-        assert server.problems() == []
+        assert server.body_rejections() == []
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ def harness(fake: FakeAnthropic) -> ClaudeHarness:
 async def send(h: ClaudeHarness, client: httpx.AsyncClient, **changes: Any) -> dict[str, Any]:
     _, error = await collect(h.backend(client), h.request(**changes))
     assert error is None, error
-    assert h.fake.problems() == []
+    assert h.fake.body_rejections() == []
     body: dict[str, Any] = h.fake.last.body
     return body
 

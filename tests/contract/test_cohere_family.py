@@ -33,8 +33,15 @@ from bot.errors import (
     BackendUnavailable,
     ConfigError,
 )
-from tests.contract.backend_contract import BackendContract, assert_no_secret, collect, text_of
+from tests.contract.backend_contract import (
+    BackendContract,
+    assert_error_hint,
+    collect,
+    replay,
+    text_of,
+)
 from tests.contract.cohere_harness import MODEL, SECRET, CohereHarness
+from tests.fakes.base import Status, Text
 from tests.fakes.cohere_server import (
     AUTH_PROBLEM,
     ERROR_402,
@@ -52,20 +59,13 @@ from tests.fakes.cohere_server import (
     FakeCohere,
     error_401,
 )
-from tests.fakes.typed_sse import Raw, Status, Text
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeCohere]:
     async with FakeCohere(api_key=SECRET) as server:
         yield server
-        assert server.problems() == []
+        assert server.body_rejections() == []
 
 
 @pytest.fixture
@@ -84,8 +84,7 @@ class TestCohereContract(BackendContract):
 async def test_golden_stream(
     harness: CohereHarness, client: httpx.AsyncClient, split: int
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN, split=split))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN, split=split)
     assert error is None
     assert events == [
         TextDelta("Hi"),
@@ -98,8 +97,7 @@ async def test_golden_stream(
 async def test_thinking_stream_gives_reasoning_then_text(
     harness: CohereHarness, client: httpx.AsyncClient
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_THINKING, split=4))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN_THINKING, split=4)
     assert error is None
     assert events == [
         ReasoningDelta("They said hi."),
@@ -112,8 +110,7 @@ async def test_thinking_stream_gives_reasoning_then_text(
 async def test_error_finish_after_a_delta_keeps_the_partial(
     harness: CohereHarness, client: httpx.AsyncClient
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_ERROR))
-    events, error = await collect(harness.backend(client, sleeps=[]), harness.request())
+    events, error = await replay(harness, client, GOLDEN_ERROR, sleeps=[])
     assert text_of(events) == "Once"
     assert isinstance(error, BackendError)
     assert STREAM_ERROR in error.user_message()
@@ -143,7 +140,7 @@ async def test_finish_reasons_keep_coheres_word(
 async def send(h: CohereHarness, client: httpx.AsyncClient, **changes: Any) -> dict[str, Any]:
     _, error = await collect(h.backend(client), h.request(**changes))
     assert error is None, error
-    assert h.fake.problems() == []
+    assert h.fake.body_rejections() == []
     body: dict[str, Any] = h.fake.last.body
     return body
 
@@ -313,13 +310,7 @@ async def test_each_error_has_its_own_hint(
     expected: type[BackendError],
     words: str,
 ) -> None:
-    for _ in range(3):
-        harness.fake.enqueue(Status(status, body))
-    _, error = await collect(harness.backend(client, sleeps=[]), harness.request())
-    assert type(error) is expected
-    assert words in error.hint
-    assert error.user_message().startswith(f"[main] HTTP {status}: ")
-    assert_no_secret(error, SECRET)
+    await assert_error_hint(harness, client, Status(status, body), expected, words)
 
 
 async def test_wrong_key_is_cohere_s_invalid_api_token(

@@ -3,7 +3,6 @@ count (AI Studio and Vertex AI fakes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -19,55 +18,27 @@ from tests.contract.backend_contract import collect, text_of
 from tests.contract.gemini_harness import (
     MODEL,
     SECRET,
-    GeminiHarness,
     Keys,
     Variant,
     fake_for,
-    new_key,
+    on,
 )
+from tests.fakes.base import Status
 from tests.fakes.gemini_server import FakeGemini
-from tests.fakes.gemini_wire import (
-    ERROR_403,
-    ERROR_DAILY_QUOTA,
-    InStreamError,
-    Status,
-    Text,
-    error_429,
-)
+from tests.fakes.gemini_wire import ERROR_403, ERROR_DAILY_QUOTA, InStreamError, Text, error_429
 
 VARIANTS: list[Variant] = ["aistudio", "vertex-sa", "vertex-express"]
-
-
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    return new_key(), new_key()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
-
-
-@pytest.fixture
-async def studio(keys: Keys) -> AsyncIterator[FakeGemini]:
-    async with fake_for("aistudio", keys[0]) as fake:
-        yield fake
-
-
-def on(fake: FakeGemini, variant: Variant, tmp: Path, keys: Keys) -> GeminiHarness:
-    return GeminiHarness(fake, variant, tmp, keys[0], keys[1])
 
 
 # -- Google's errors ---------------------------------------------------------------------------
 
 
 async def test_per_minute_429_is_a_rate_limit_with_google_retry_delay(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     # its message mentions billing, yet waiting the RetryInfo delay is what helps
     studio.enqueue(Status(429, error_429("27.5s")), Text(["Hi"]))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     sleeps: list[float] = []
     events, error = await collect(h.backend(client, sleeps=sleeps), h.request())
     assert error is None and text_of(events) == "Hi"
@@ -75,10 +46,10 @@ async def test_per_minute_429_is_a_rate_limit_with_google_retry_delay(
 
 
 async def test_daily_quota_is_not_retried_and_says_so(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Status(429, ERROR_DAILY_QUOTA))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     _, error = await collect(h.backend(client, sleeps=[]), h.request())
     assert type(error) is BackendError
     assert "daily quota" in error.user_message()
@@ -86,20 +57,20 @@ async def test_daily_quota_is_not_retried_and_says_so(
 
 
 async def test_permission_denied_is_an_auth_error_about_access(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Status(403, ERROR_403))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     _, error = await collect(h.backend(client, sleeps=[]), h.request())
     assert isinstance(error, BackendAuthError)
     assert "HTTP 403" in error.user_message() and "enabled" in error.user_message()
 
 
 async def test_an_in_stream_rate_limit_before_any_text_is_retried(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(InStreamError((), error_429("2s")), Text(["Hi"]))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     sleeps: list[float] = []
     events, error = await collect(h.backend(client, sleeps=sleeps), h.request())
     assert error is None and text_of(events) == "Hi"
@@ -136,10 +107,10 @@ MODELS = [
 
 
 async def test_model_list_follows_pages_and_keeps_generative_models(
-    keys: Keys, client: httpx.AsyncClient, tmp_path: Path
+    rsa_keys: Keys, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    async with fake_for("aistudio", keys[0], models=MODELS, page_size=2) as fake:
-        backend = on(fake, "aistudio", tmp_path, keys).backend(client)
+    async with fake_for("aistudio", rsa_keys[0], models=MODELS, page_size=2) as fake:
+        backend = on(fake, "aistudio", tmp_path, rsa_keys).backend(client)
         assert isinstance(backend, ModelCatalog)
         models = await backend.list_models()
         pages = [r.query.get("pageToken") for r in fake.requests]
@@ -152,10 +123,10 @@ async def test_model_list_follows_pages_and_keeps_generative_models(
 
 
 async def test_vertex_has_no_model_list_and_says_what_to_do(
-    keys: Keys, client: httpx.AsyncClient, tmp_path: Path
+    rsa_keys: Keys, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    async with fake_for("vertex-express", keys[0]) as fake:
-        backend = on(fake, "vertex-express", tmp_path, keys).backend(client)
+    async with fake_for("vertex-express", rsa_keys[0]) as fake:
+        backend = on(fake, "vertex-express", tmp_path, rsa_keys).backend(client)
         assert isinstance(backend, ModelCatalog)
         with pytest.raises(BackendError, match="no model list") as caught:
             await backend.list_models()
@@ -165,10 +136,10 @@ async def test_vertex_has_no_model_list_and_says_what_to_do(
 
 @pytest.mark.parametrize("variant", VARIANTS)
 async def test_count_tokens(
-    keys: Keys, client: httpx.AsyncClient, tmp_path: Path, variant: Variant
+    rsa_keys: Keys, client: httpx.AsyncClient, tmp_path: Path, variant: Variant
 ) -> None:
-    async with fake_for(variant, keys[0]) as fake:
-        backend = gemini_of(on(fake, variant, tmp_path, keys).backend(client))
+    async with fake_for(variant, rsa_keys[0]) as fake:
+        backend = gemini_of(on(fake, variant, tmp_path, rsa_keys).backend(client))
         assert isinstance(backend, TokenCountingBackend)
         assert await backend.count_tokens("one two three") == 4  # the fake: words + 1
         sent = fake.last

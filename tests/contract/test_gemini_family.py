@@ -22,15 +22,16 @@ from bot.backends.base import (
 from bot.backends.gemini_wire import SAFETY_CATEGORIES, VERTEX_SAFETY_CATEGORIES
 from bot.config import Sampler
 from bot.errors import BackendError
-from tests.contract.backend_contract import BackendContract, collect, text_of
+from tests.contract.backend_contract import BackendContract, collect, replay, text_of
 from tests.contract.gemini_harness import (
     SECRET,
     GeminiHarness,
     Keys,
     Variant,
     fake_for,
-    new_key,
+    on,
 )
+from tests.fakes.base import Raw
 from tests.fakes.gemini_server import FakeGemini
 from tests.fakes.gemini_wire import (
     GOLDEN_BLOCKED,
@@ -39,31 +40,19 @@ from tests.fakes.gemini_wire import (
     GOLDEN_SAFETY_STOP,
     GOLDEN_STREAM,
     GOLDEN_THOUGHTS,
-    Raw,
     Text,
 )
 
 VARIANTS: list[Variant] = ["aistudio", "vertex-sa", "vertex-express"]
 
 
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    return new_key(), new_key()  # the service account's key, and a stranger's
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
-
-
 @pytest.fixture(params=VARIANTS)
 async def harness(
-    request: pytest.FixtureRequest, tmp_path: Path, keys: Keys
+    request: pytest.FixtureRequest, tmp_path: Path, rsa_keys: Keys
 ) -> AsyncIterator[GeminiHarness]:
     variant: Variant = request.param
-    async with fake_for(variant, keys[0]) as fake:
-        yield GeminiHarness(fake, variant, tmp_path, keys[0], keys[1])
+    async with fake_for(variant, rsa_keys[0]) as fake:
+        yield GeminiHarness(fake, variant, tmp_path, rsa_keys[0], rsa_keys[1])
         assert [r for r in fake.rejections if not r.startswith(("wrong", "bad", "token"))] == []
 
 
@@ -71,26 +60,15 @@ class TestGeminiContract(BackendContract):
     pass
 
 
-@pytest.fixture
-async def studio(keys: Keys) -> AsyncIterator[FakeGemini]:
-    async with fake_for("aistudio", keys[0]) as fake:
-        yield fake
-
-
-def on(fake: FakeGemini, variant: Variant, tmp: Path, keys: Keys, **kw: Any) -> GeminiHarness:
-    return GeminiHarness(fake, variant, tmp, keys[0], keys[1], **kw)
-
-
 # -- golden transcripts ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("split", [0, 1, 7])
 async def test_golden_stream(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys, split: int
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys, split: int
 ) -> None:
-    studio.enqueue(Raw(GOLDEN_STREAM, split=split))
-    h = on(studio, "aistudio", tmp_path, keys)
-    events, error = await collect(h.backend(client), h.request())
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
+    events, error = await replay(h, client, GOLDEN_STREAM, split=split)
     assert error is None
     assert events == [
         TextDelta("Hi"),
@@ -101,11 +79,10 @@ async def test_golden_stream(
 
 
 async def test_thought_parts_are_reasoning_and_thinking_tokens_count_as_output(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    studio.enqueue(Raw(GOLDEN_THOUGHTS, split=5))
-    h = on(studio, "aistudio", tmp_path, keys)
-    events, error = await collect(h.backend(client), h.request())
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
+    events, error = await replay(h, client, GOLDEN_THOUGHTS, split=5)
     assert error is None
     assert events == [
         ReasoningDelta("The user greets."),
@@ -117,10 +94,10 @@ async def test_thought_parts_are_reasoning_and_thinking_tokens_count_as_output(
 
 
 async def test_blocked_prompt_under_http_200_says_why_and_is_not_retried(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Raw(GOLDEN_BLOCKED))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     sleeps: list[float] = []
     events, error = await collect(h.backend(client, sleeps=sleeps), h.request())
     assert events == []
@@ -132,49 +109,49 @@ async def test_blocked_prompt_under_http_200_says_why_and_is_not_retried(
 
 
 async def test_safety_stop_after_text_is_a_filtered_finish(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    studio.enqueue(Raw(GOLDEN_SAFETY_STOP))
-    h = on(studio, "aistudio", tmp_path, keys)
-    events, error = await collect(h.backend(client), h.request())
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
+    events, error = await replay(h, client, GOLDEN_SAFETY_STOP)
     assert error is None
     assert events == [TextDelta("Once"), Usage(9, 2), Finish(FinishReason.FILTERED, raw="SAFETY")]
 
 
 async def test_safety_stop_with_no_text_is_an_error_not_a_blank_reply(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Raw(GOLDEN_SAFETY_EMPTY))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     _, error = await collect(h.backend(client, sleeps=[]), h.request())
     assert error is not None
     assert "blocked the reply (SAFETY)" in error.user_message()
 
 
 async def test_max_tokens_is_length(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Raw(GOLDEN_MAX_TOKENS))
-    h = on(studio, "aistudio", tmp_path, keys)
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
     events, _ = await collect(h.backend(client), h.request())
     assert events[-1] == Finish(FinishReason.LENGTH, raw="MAX_TOKENS")
 
 
 async def test_utf8_split_mid_character(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    studio.enqueue(Raw(GOLDEN_STREAM.replace(b"Hi", "Grüße 🐉".encode()), split=1))
-    h = on(studio, "aistudio", tmp_path, keys)
-    events, error = await collect(h.backend(client), h.request())
+    h = on(studio, "aistudio", tmp_path, rsa_keys)
+    events, error = await replay(
+        h, client, GOLDEN_STREAM.replace(b"Hi", "Grüße 🐉".encode()), split=1
+    )
     assert error is None
     assert text_of(events) == "Grüße 🐉!"
 
 
 async def test_without_streaming_one_generate_content_call(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     studio.enqueue(Text(["Hel", "lo"], usage=(5, 2), thoughts=["Hmm."]))
-    h = on(studio, "aistudio", tmp_path, keys, stream=False)
+    h = on(studio, "aistudio", tmp_path, rsa_keys, stream=False)
     events, error = await collect(h.backend(client), h.request())
     assert error is None
     assert studio.last.path == "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -215,9 +192,9 @@ async def send(h: GeminiHarness, client: httpx.AsyncClient, **changes: Any) -> d
 
 
 async def test_ai_studio_request(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    body = await send(on(studio, "aistudio", tmp_path, keys), client)
+    body = await send(on(studio, "aistudio", tmp_path, rsa_keys), client)
     sent = studio.last
     assert sent.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     assert sent.query == {"alt": "sse"}  # the key travels in a header, never in the URL
@@ -247,11 +224,11 @@ async def test_ai_studio_request(
 
 
 async def test_vertex_takes_its_own_safety_categories_at_the_configured_threshold(
-    keys: Keys, client: httpx.AsyncClient, tmp_path: Path
+    rsa_keys: Keys, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    async with fake_for("vertex-express", keys[0]) as fake:
+    async with fake_for("vertex-express", rsa_keys[0]) as fake:
         config = {"gemini": {"safety_threshold": "BLOCK_ONLY_HIGH"}}
-        body = await send(on(fake, "vertex-express", tmp_path, keys, config=config), client)
+        body = await send(on(fake, "vertex-express", tmp_path, rsa_keys, config=config), client)
         assert fake.last.path == (
             "/v1/projects/proj-express/locations/global/publishers/google"
             "/models/gemini-2.5-flash:streamGenerateContent"
@@ -296,13 +273,13 @@ async def test_more_than_five_stop_sequences_is_a_400_from_the_fake(
 
 
 async def test_server_default_safety_sends_none_and_unset_samplers_stay_unset(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     h = on(
         studio,
         "aistudio",
         tmp_path,
-        keys,
+        rsa_keys,
         config={"gemini": {"safety_threshold": "server_default"}},
     )
     body = await send(h, client, sampler={"top_k": 0, "seed": -1, "top_p": 0.9}, stop=())
@@ -312,9 +289,11 @@ async def test_server_default_safety_sends_none_and_unset_samplers_stay_unset(
 
 
 async def test_without_system_instruction_the_system_text_leads_the_first_turn(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    h = on(studio, "aistudio", tmp_path, keys, config={"gemini": {"system_instruction": False}})
+    h = on(
+        studio, "aistudio", tmp_path, rsa_keys, config={"gemini": {"system_instruction": False}}
+    )
     body = await send(h, client, messages=CHAT[:3] + CHAT[4:5])
     assert "systemInstruction" not in body
     assert body["contents"] == [
@@ -323,9 +302,9 @@ async def test_without_system_instruction_the_system_text_leads_the_first_turn(
 
 
 async def test_a_prompt_of_only_instructions_is_sent_as_the_user_turn(
-    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    studio: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    body = await send(on(studio, "aistudio", tmp_path, keys), client, messages=CHAT[:1])
+    body = await send(on(studio, "aistudio", tmp_path, rsa_keys), client, messages=CHAT[:1])
     assert "systemInstruction" not in body
     assert body["contents"] == [{"role": "user", "parts": [{"text": "You are Aria."}]}]
 
@@ -345,10 +324,10 @@ async def test_thinking_config(
     studio: FakeGemini,
     client: httpx.AsyncClient,
     tmp_path: Path,
-    keys: Keys,
+    rsa_keys: Keys,
     options: dict[str, Any],
     expected: dict[str, Any],
 ) -> None:
-    h = on(studio, "aistudio", tmp_path, keys, config={"gemini": options})
+    h = on(studio, "aistudio", tmp_path, rsa_keys, config={"gemini": options})
     body = await send(h, client)
     assert body["generationConfig"]["thinkingConfig"] == expected

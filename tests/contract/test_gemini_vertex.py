@@ -30,23 +30,12 @@ from tests.contract.gemini_harness import (
     GeminiHarness,
     Keys,
     fake_for,
-    new_key,
     write_service_account,
 )
+from tests.fakes.base import Status
 from tests.fakes.gemini_checks import SCOPE
 from tests.fakes.gemini_server import FakeGemini
-from tests.fakes.gemini_wire import Status, Text
-
-
-@pytest.fixture(scope="session")
-def keys() -> Keys:
-    return new_key(), new_key()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+from tests.fakes.gemini_wire import Text
 
 
 class Clock:
@@ -63,19 +52,19 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def vertex(keys: Keys, clock: Clock) -> AsyncIterator[FakeGemini]:
-    async with fake_for("vertex-sa", keys[0], clock=clock) as fake:
+async def vertex(rsa_keys: Keys, clock: Clock) -> AsyncIterator[FakeGemini]:
+    async with fake_for("vertex-sa", rsa_keys[0], clock=clock) as fake:
         yield fake
 
 
-def harness(fake: FakeGemini, tmp: Path, keys: Keys) -> GeminiHarness:
-    return GeminiHarness(fake, "vertex-sa", tmp, keys[0], keys[1])
+def harness(fake: FakeGemini, tmp: Path, rsa_keys: Keys) -> GeminiHarness:
+    return GeminiHarness(fake, "vertex-sa", tmp, rsa_keys[0], rsa_keys[1])
 
 
 async def test_token_is_fetched_once_signed_right_and_sent_as_bearer(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    h = harness(vertex, tmp_path, keys)
+    h = harness(vertex, tmp_path, rsa_keys)
     backend = h.backend(client)
     for _ in range(2):
         events, error = await collect(backend, h.request())
@@ -95,14 +84,14 @@ async def test_token_is_fetched_once_signed_right_and_sent_as_bearer(
 
 
 async def test_token_is_refreshed_shortly_before_it_expires(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys, clock: Clock
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys, clock: Clock
 ) -> None:
-    path = write_service_account(tmp_path / "sa.json", keys[0], vertex.token_url)
+    path = write_service_account(tmp_path / "sa.json", rsa_keys[0], vertex.token_url)
     auth = ServiceAccountAuth("main", client, load_service_account(path), clock=clock)
     backend = GeminiBackend(
         "main", client, preset=PRESETS["vertex"], base_url=vertex.base_url, auth=auth, model=MODEL
     )
-    request = harness(vertex, tmp_path, keys).request()
+    request = harness(vertex, tmp_path, rsa_keys).request()
     used: list[str] = []
     for step in (0, 3600 - 301, 2):  # fresh; five minutes and a second left; inside the margin
         clock.now += step
@@ -113,9 +102,9 @@ async def test_token_is_refreshed_shortly_before_it_expires(
 
 
 async def test_a_refused_token_is_dropped_and_never_shown(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    h = harness(vertex, tmp_path, keys)
+    h = harness(vertex, tmp_path, rsa_keys)
     backend = h.backend(client, sleeps=[])
     vertex.refuse_tokens = 1  # revoked server-side; the fake's 401 echoes the token
     _, error = await collect(backend, h.request())
@@ -128,9 +117,9 @@ async def test_a_refused_token_is_dropped_and_never_shown(
 
 
 async def test_concurrent_turns_share_one_token_request(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    h = harness(vertex, tmp_path, keys)
+    h = harness(vertex, tmp_path, rsa_keys)
     backend = h.backend(client)
     results = await asyncio.gather(*(collect(backend, h.request()) for _ in range(3)))
     assert [text_of(events) for events, _ in results] == ["Hello"] * 3
@@ -138,9 +127,9 @@ async def test_concurrent_turns_share_one_token_request(
 
 
 async def test_a_key_the_token_endpoint_does_not_know_is_an_auth_error(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    h = harness(vertex, tmp_path, keys)
+    h = harness(vertex, tmp_path, rsa_keys)
     sleeps: list[float] = []
     _, error = await collect(h.backend(client, api_key="wrong", sleeps=sleeps), h.request())
     assert isinstance(error, BackendAuthError)
@@ -152,10 +141,10 @@ async def test_a_key_the_token_endpoint_does_not_know_is_an_auth_error(
 
 
 async def test_a_token_endpoint_outage_is_retried(
-    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    vertex: FakeGemini, client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
     vertex.token_replies.append(Status(503, {"error": "internal_failure"}))
-    h = harness(vertex, tmp_path, keys)
+    h = harness(vertex, tmp_path, rsa_keys)
     sleeps: list[float] = []
     events, error = await collect(h.backend(client, sleeps=sleeps), h.request())
     assert error is None and text_of(events) == "Hello"
@@ -166,10 +155,10 @@ async def test_the_key_file_can_be_named_by_an_environment_variable(
     vertex: FakeGemini,
     client: httpx.AsyncClient,
     tmp_path: Path,
-    keys: Keys,
+    rsa_keys: Keys,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = write_service_account(tmp_path / "sa.json", keys[0], vertex.token_url)
+    path = write_service_account(tmp_path / "sa.json", rsa_keys[0], vertex.token_url)
     monkeypatch.setenv("SILLYBOT_TEST_GOOGLE_SA", str(path))
     config = BackendConfig(
         provider="vertex",
@@ -179,7 +168,7 @@ async def test_the_key_file_can_be_named_by_an_environment_variable(
     )
     vertex.enqueue(Text(["Hi"]))
     events, error = await collect(
-        build_backend("main", config, client, None), harness(vertex, tmp_path, keys).request()
+        build_backend("main", config, client, None), harness(vertex, tmp_path, rsa_keys).request()
     )
     assert error is None and text_of(events) == "Hi"
 
@@ -217,9 +206,9 @@ async def test_vertex_urls(
 
 
 async def test_service_account_project_fills_the_default_url(
-    client: httpx.AsyncClient, tmp_path: Path, keys: Keys
+    client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys
 ) -> None:
-    path = write_service_account(tmp_path / "sa.json", keys[0], "http://127.0.0.1:9/token")
+    path = write_service_account(tmp_path / "sa.json", rsa_keys[0], "http://127.0.0.1:9/token")
     config = BackendConfig(
         provider="vertex", model=MODEL, gemini={"service_account_file": path, "region": "global"}
     )
@@ -248,9 +237,9 @@ def _file(tmp: Path, name: str, text: str) -> Path:
     ],
 )
 async def test_start_up_errors(
-    client: httpx.AsyncClient, tmp_path: Path, keys: Keys, case: str, match: str
+    client: httpx.AsyncClient, tmp_path: Path, rsa_keys: Keys, case: str, match: str
 ) -> None:
-    good = write_service_account(tmp_path / "sa.json", keys[0], "http://127.0.0.1:9/token")
+    good = write_service_account(tmp_path / "sa.json", rsa_keys[0], "http://127.0.0.1:9/token")
     broken = json.loads(good.read_text())
     broken["private_key"] = "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"
     files = {

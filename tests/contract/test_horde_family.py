@@ -7,19 +7,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from bot.backends.base import (
-    Backend,
     Finish,
     FinishReason,
-    GenerationRequest,
     ModelInfo,
     Status,
     TextDelta,
@@ -27,7 +24,7 @@ from bot.backends.base import (
 from bot.backends.horde import HordeBackend, build_horde
 from bot.backends.presets import PRESETS
 from bot.backends.registry import FAMILIES, BackendFactory, build_backend
-from bot.backends.retry import RetryingBackend, RetryPolicy
+from bot.backends.retry import RetryingBackend
 from bot.config import BackendConfig, Sampler
 from bot.errors import (
     BackendError,
@@ -40,9 +37,12 @@ from tests.contract.backend_contract import (
     BackendContract,
     ErrorKind,
     Harness,
+    cancel_midway,
     collect,
     text_of,
 )
+from tests.contract.harness import ContractHarness
+from tests.fakes.base import Status as HTTPStatus
 from tests.fakes.horde_server import (
     ANONYMOUS,
     CORRUPT_PROMPT,
@@ -58,81 +58,46 @@ from tests.fakes.horde_server import (
     horde_error,
     invalid_api_key,
 )
-from tests.fakes.openai_wire import HTML_502, Huge, Raw
-from tests.fakes.openai_wire import Status as HTTPStatus
 
 SECRET = "horde-key-7a1c3e5f9b"
 PROMPT = "[Aria's persona]\nSam: Hello there\nAria:"
 POLL = 0.01
 
 
+# the real factory, polling fast; the retries and everything else as configured
+FAST_POLLING: Mapping[str, BackendFactory] = {
+    **FAMILIES,
+    "horde": functools.partial(build_horde, poll_interval=POLL),
+}
+
+
 @dataclass
-class HordeHarness:
+class HordeHarness(ContractHarness):
     fake: FakeHorde
     secret: str = SECRET
     config: dict[str, Any] = field(default_factory=dict)
+    stream = True
+    provider = "horde"
+    mode = "text"
+    model = "aphrodite/L3-70B"
+    prompt = PROMPT
+    stop = ("\nSam:",)
+    families = FAST_POLLING
+    raw_type = "application/json"
+    malformed = b'{"id": "00000001-0000", "kud'
 
     @property
     def disconnected(self) -> asyncio.Event:
         return self.fake.disconnected  # the Horde's "client went away" is a DELETE
 
-    def request(self, **changes: Any) -> GenerationRequest:
-        fields: dict[str, Any] = {
-            "mode": "text",
-            "model": "",
-            "max_tokens": 64,
-            "prompt": PROMPT,
-            "stop": ("\nSam:",),
-        }
-        fields.update(changes)
-        return GenerationRequest(**fields)
-
-    def backend(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        sleeps: list[float] | None = None,
-    ) -> Backend:
-        settings: dict[str, Any] = {"model": "aphrodite/L3-70B", "context_size": 4096}
-        settings.update(self.config)
-        config = BackendConfig(
-            provider="horde",
-            mode="text",
-            base_url=base_url or self.fake.base_url,
-            timeout=5,
-            **settings,
-        )
-
-        async def record(seconds: float) -> None:
-            assert sleeps is not None
-            sleeps.append(seconds)
-
-        key = api_key or self.secret
-        # the real factory, polling fast; the retries and everything else as configured
-        families: dict[str, BackendFactory] = {
-            **FAMILIES,
-            "horde": functools.partial(build_horde, poll_interval=POLL),
-        }
-        return build_backend(
-            "main",
-            config,
-            client,
-            SecretStr(key) if key else None,
-            families=families,
-            retry=RetryPolicy(attempts=3),
-            sleep=asyncio.sleep if sleeps is None else record,
-        )
+    def settings(self) -> dict[str, Any]:
+        return super().settings() | {"context_size": 4096}
 
     def request_count(self) -> int:
         return len(self.fake.submits())
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Job(text="".join(deltas)))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        return {
             "auth": HTTPStatus(401, invalid_api_key(self.secret)),
             "not_found": HTTPStatus(404, FLASK_404),
             "rate_limited": HTTPStatus(
@@ -143,7 +108,9 @@ class HordeHarness:
             "context": HTTPStatus(400, TOKEN_OVERFLOW),
             "quota": HTTPStatus(403, KUDOS_UPFRONT),
         }
-        self.fake.enqueue(replies[kind])
+
+    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
+        self.fake.enqueue(Job(text="".join(deltas)))
 
     def reply_error_after(self, deltas: Sequence[str]) -> None:
         self.fake.enqueue(Job(outcome="faulted", waits=1))
@@ -153,27 +120,6 @@ class HordeHarness:
 
     def reply_endless(self) -> None:
         self.fake.enqueue(Job(outcome="endless"))
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(HTTPStatus(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b"", content_type="application/json"))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'{"id": "00000001-0000", "kud', content_type="application/json"))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture
@@ -247,7 +193,7 @@ class TestHordeContract(BackendContract):
         harness.reply_endless()
         stream = harness.backend(client).stream(harness.request())
         assert isinstance(await anext(stream), Status)
-        await stream.aclose()
+        await stream.aclose()  # type: ignore[attr-defined]
         await asyncio.wait_for(harness.disconnected.wait(), timeout=5)
         assert harness.fake.deletes == [harness.fake.polls()[0].path.rsplit("/", 1)[1]]
 
@@ -256,20 +202,8 @@ class TestHordeContract(BackendContract):
     ) -> None:
         assert isinstance(harness, HordeHarness)
         harness.reply_endless()
-        received: list[Status] = []
-        started = asyncio.Event()
-
-        async def consume() -> None:
-            async for event in harness.backend(client).stream(harness.request()):
-                if isinstance(event, Status):
-                    received.append(event)
-                    started.set()
-
-        task = asyncio.create_task(consume())
-        await asyncio.wait_for(started.wait(), timeout=5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        events = harness.backend(client).stream(harness.request())
+        received = await cancel_midway(events, Status)
         await asyncio.wait_for(harness.disconnected.wait(), timeout=5)
         assert received
         assert len(harness.fake.deletes) == 1

@@ -5,19 +5,16 @@ probe, blocking answers and KoboldAI Classic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from bot.backends.base import (
-    Backend,
     Finish,
     FinishReason,
-    GenerationRequest,
     ModelInfo,
     TextDelta,
     Usage,
@@ -25,7 +22,7 @@ from bot.backends.base import (
 from bot.backends.kobold import KoboldBackend
 from bot.backends.presets import PRESETS
 from bot.backends.registry import build_backend
-from bot.backends.retry import RetryingBackend, RetryPolicy
+from bot.backends.retry import RetryingBackend
 from bot.config import BackendConfig, Sampler
 from bot.errors import (
     BackendAuthError,
@@ -40,8 +37,11 @@ from tests.contract.backend_contract import (
     Harness,
     assert_no_secret,
     collect,
+    replay,
     text_of,
 )
+from tests.contract.harness import CHATML, ContractHarness
+from tests.fakes.base import Endless, Raw, Status
 from tests.fakes.kobold_server import (
     BUSY,
     GOLDEN_BLOCKING,
@@ -52,78 +52,33 @@ from tests.fakes.kobold_server import (
     ErrorAfter,
     FakeKobold,
 )
-from tests.fakes.openai_wire import HTML_502, Cut, Endless, Huge, Raw, Status, Text
+from tests.fakes.openai_wire import Text
 
 SECRET = "kcpp-pass-5e1f0a9c7d3b"
-PROMPT = "<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n"
+PROMPT = CHATML
 # KoboldCpp never rate-limits or answers 500 itself; a reverse proxy in front of it does
 PROXY_429 = b"<html><head><title>429 Too Many Requests</title></head><body>nginx</body></html>"
 PROXY_500 = b"<html><head><title>500 Internal Server Error</title></head><body>nginx</body></html>"
 
 
 @dataclass
-class KoboldHarness:
+class KoboldHarness(ContractHarness):
     fake: FakeKobold
     provider: str = "koboldcpp-native"
     stream: bool = True
     secret: str = SECRET
     config: dict[str, Any] = field(default_factory=dict)
+    mode = "text"
+    malformed = b'event: message\ndata: {"token":"Hi","finish_rea\n\n'
 
-    @property
-    def disconnected(self) -> asyncio.Event:
-        return self.fake.disconnected
-
-    def request(self, **changes: Any) -> GenerationRequest:
-        fields: dict[str, Any] = {
-            "mode": "text",
-            "model": "",
-            "max_tokens": 64,
-            "prompt": PROMPT,
-            "stop": ("\nUser:",),
-        }
-        fields.update(changes)
-        return GenerationRequest(**fields)
-
-    def backend(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        sleeps: list[float] | None = None,
-    ) -> Backend:
-        config = BackendConfig(
-            provider=self.provider,
-            mode="text",
-            base_url=base_url or self.fake.base_url,
-            context_size=4096,
-            timeout=5,
-            stream=self.stream,
-            **self.config,
-        )
-
-        async def record(seconds: float) -> None:
-            assert sleeps is not None
-            sleeps.append(seconds)
-
-        key = api_key or self.secret
-        return build_backend(
-            "main",
-            config,
-            client,
-            SecretStr(key) if key else None,
-            retry=RetryPolicy(attempts=3),
-            sleep=asyncio.sleep if sleeps is None else record,
-        )
+    def settings(self) -> dict[str, Any]:
+        return super().settings() | {"context_size": 4096}
 
     def request_count(self) -> int:
         return len(self.fake.generations())
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Text(deltas, usage=usage))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        return {
             "auth": Status(401, UNAUTHORIZED),
             "not_found": Status(404, NOT_FOUND),
             "rate_limited": Status(
@@ -132,37 +87,12 @@ class KoboldHarness:
             "server_error": Status(500, PROXY_500),
             "overloaded": Status(503, BUSY),
         }
-        self.fake.enqueue(replies[kind])
+
+    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
+        self.fake.enqueue(Text(deltas, usage=usage))
 
     def reply_error_after(self, deltas: Sequence[str]) -> None:
         self.fake.enqueue(ErrorAfter(deltas))
-
-    def reply_cut_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(Cut(deltas))
-
-    def reply_endless(self) -> None:
-        self.fake.enqueue(Endless())
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(Status(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b""))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'event: message\ndata: {"token":"Hi","finish_rea\n\n'))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture
@@ -200,17 +130,17 @@ def harness_on(fake: FakeKobold, **kw: Any) -> KoboldHarness:
 @pytest.mark.parametrize("split", [0, 1, 7])
 async def test_golden_stream(fake: FakeKobold, client: httpx.AsyncClient, split: int) -> None:
     fake.perf = {"last_input_count": 12, "last_token_count": 1, "stop_reason": 1}
-    fake.enqueue(Raw(GOLDEN_STREAM, split=split))
     h = harness_on(fake)
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(h, client, GOLDEN_STREAM, split=split)
     assert error is None
     assert events == [TextDelta("Hi"), Usage(12, 1), Finish(FinishReason.STOP, raw="stop")]
 
 
 async def test_utf8_split_mid_character(fake: FakeKobold, client: httpx.AsyncClient) -> None:
-    fake.enqueue(Raw(GOLDEN_STREAM.replace(b"Hi", "Grüße 🐉".encode()), split=1))
     h = harness_on(fake)
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(
+        h, client, GOLDEN_STREAM.replace(b"Hi", "Grüße 🐉".encode()), split=1
+    )
     assert error is None
     assert text_of(events) == "Grüße 🐉"
 
@@ -231,9 +161,8 @@ async def test_a_stop_string_stop_is_told_apart_from_length(
 async def test_a_failed_perf_probe_still_finishes_the_reply(client: httpx.AsyncClient) -> None:
     # an older KoboldCpp without /api/extra/perf: the reply is complete, only usage is missing
     async with FakeKobold(perf_route=False) as fake:
-        fake.enqueue(Raw(GOLDEN_STREAM))
         h = KoboldHarness(fake, secret="")
-        events, error = await collect(h.backend(client), h.request())
+        events, error = await replay(h, client, GOLDEN_STREAM)
     assert error is None
     assert events == [TextDelta("Hi"), Finish(FinishReason.STOP, raw="stop")]
 
@@ -241,9 +170,10 @@ async def test_a_failed_perf_probe_still_finishes_the_reply(client: httpx.AsyncC
 async def test_a_stream_ending_without_its_finish_is_cut(
     fake: FakeKobold, client: httpx.AsyncClient
 ) -> None:
-    fake.enqueue(Raw(b'event: message\ndata: {"token":"Once","finish_reason":null}\n\n'))
     h = harness_on(fake)
-    events, error = await collect(h.backend(client, sleeps=[]), h.request())
+    events, error = await replay(
+        h, client, b'event: message\ndata: {"token":"Once","finish_reason":null}\n\n', sleeps=[]
+    )
     assert text_of(events) == "Once"
     assert isinstance(error, BackendStreamCut)
 

@@ -4,7 +4,7 @@ loopback llama-server, golden transcripts, the body on the wire, and the native 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -14,8 +14,9 @@ from bot.backends.base import Finish, FinishReason, TextDelta, TokenCountingBack
 from bot.backends.registry import build_backend
 from bot.config import BackendConfig, Sampler
 from bot.errors import BackendError, BackendNotFound, BackendUnavailable, ConfigError
-from tests.contract.backend_contract import BackendContract, ErrorKind, collect, text_of
+from tests.contract.backend_contract import BackendContract, ErrorKind, collect, replay, text_of
 from tests.contract.native_harness import NativeHarness, unwrap
+from tests.fakes.base import Raw, Status, Text
 from tests.fakes.llamacpp_server import (
     ERROR_404,
     ERROR_429,
@@ -29,28 +30,16 @@ from tests.fakes.llamacpp_server import (
     error_401,
     fake_tokens,
 )
-from tests.fakes.typed_sse import (
-    HTML_502,
-    Cut,
-    Endless,
-    Huge,
-    InStreamError,
-    Raw,
-    Status,
-    Text,
-)
 
 SECRET = "llama-key-5d1e9c7a3b"
 
 
 class LlamaHarness(NativeHarness):
     fake: FakeLlamaCpp
+    malformed = b'data: {"content":"Hi","stop":fal\n\n'
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Text(deltas, usage=usage))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        return {
             "auth": Status(401, error_401(self.secret)),
             "not_found": Status(404, ERROR_404),
             "rate_limited": Status(429, ERROR_429, {"retry-after": retry_after or "1"}),
@@ -59,37 +48,6 @@ class LlamaHarness(NativeHarness):
             "context": Status(400, ERROR_CONTEXT),
             "quota": Status(402, ERROR_QUOTA),
         }
-        self.fake.enqueue(replies[kind])
-
-    def reply_error_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(InStreamError(deltas))
-
-    def reply_cut_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(Cut(deltas))
-
-    def reply_endless(self) -> None:
-        self.fake.enqueue(Endless())
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(Status(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b""))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'data: {"content":"Hi","stop":fal\n\n'))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture
@@ -115,8 +73,7 @@ class TestLlamaCppContract(BackendContract):
 async def test_golden_stream_stopped_by_a_word(
     harness: LlamaHarness, client: httpx.AsyncClient, split: int
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_WORD_STOP, split=split))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN_WORD_STOP, split=split)
     assert error is None
     assert events == [TextDelta("Hi"), Finish(FinishReason.STOP_SEQUENCE, raw="word")]
 
@@ -155,8 +112,9 @@ async def test_final_chunk_of_an_older_build_with_stopped_flags(
 
 
 async def test_utf8_split_mid_character(harness: LlamaHarness, client: httpx.AsyncClient) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_WORD_STOP.replace(b"Hi", "Grüße 🐉".encode()), split=1))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(
+        harness, client, GOLDEN_WORD_STOP.replace(b"Hi", "Grüße 🐉".encode()), split=1
+    )
     assert error is None
     assert text_of(events) == "Grüße 🐉"
 

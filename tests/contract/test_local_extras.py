@@ -6,7 +6,7 @@ server with those routes beside its OpenAI ones."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -16,10 +16,11 @@ from aiohttp import web
 from bot.backends.base import Backend, Finish, TextDelta
 from bot.backends.retry import RetryingBackend
 from bot.errors import BackendError, BackendNotFound
-from tests.contract.backend_contract import collect
+from tests.contract.backend_contract import cancel_midway, collect
 from tests.contract.openai_harness import SECRET, harness_for
-from tests.fakes.openai_server import AuthStyle, FakeOpenAI, Recorded
-from tests.fakes.openai_wire import Endless, Text
+from tests.fakes.base import Endless, Recorded, recorded
+from tests.fakes.openai_server import AuthStyle, FakeOpenAI
+from tests.fakes.openai_wire import Text
 
 # route → (the JSON field it reads, how it answers for n tokens); paths from the server root
 NATIVE: Mapping[str, tuple[str, Any]] = {
@@ -43,19 +44,13 @@ class LocalServer(FakeOpenAI):
         self.native: list[Recorded] = []
         self.native_called = asyncio.Event()
 
-    async def __aenter__(self) -> LocalServer:
-        await self.start()
-        return self
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path not in NATIVE:
             return await super()._handle(request)
-        raw = await request.read()
-        body = await request.json() if raw else None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        names = [k.lower() for k in request.headers]
-        self.native.append(Recorded(request.method, request.path, headers, body, raw, names))
+        record = recorded(request, await request.read())
+        self.native.append(record)
         self.native_called.set()
+        headers, body = record.headers, record.body
         if request.path in self.missing:
             return web.json_response({"detail": "Not Found"}, status=404)
         problem = self._check_auth(headers)
@@ -70,12 +65,6 @@ class LocalServer(FakeOpenAI):
             self.rejections.append(f"{request.path} without {field!r}")
             return web.json_response({"detail": f"field required: {field}"}, status=422)
         return web.json_response(answer(len(value.split())))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 def backend_on(
@@ -177,17 +166,7 @@ async def test_a_provider_without_a_counter_says_so_without_asking(
 async def _abandon(backend: Backend, server: LocalServer, provider: str, *, cancel: bool) -> None:
     request = harness_for(server, provider, "text").request()
     if cancel:
-        started = asyncio.Event()
-
-        async def consume() -> None:
-            async for _ in backend.stream(request):
-                started.set()
-
-        task = asyncio.create_task(consume())
-        await asyncio.wait_for(started.wait(), timeout=5)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(backend.stream(request), object)
     else:
         stream = backend.stream(request)
         assert isinstance(await anext(stream), TextDelta)

@@ -5,7 +5,7 @@ connection closed there), the body on the wire, Cloudflare and subscription erro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import pytest
@@ -20,9 +20,11 @@ from tests.contract.backend_contract import (
     Harness,
     assert_no_secret,
     collect,
+    replay,
     text_of,
 )
 from tests.contract.native_harness import NativeHarness
+from tests.fakes.base import Endless, InStreamError, Raw, Status, Text
 from tests.fakes.novelai_server import (
     ERROR_402,
     ERROR_404,
@@ -36,28 +38,16 @@ from tests.fakes.novelai_server import (
     error_401,
     parameters_of,
 )
-from tests.fakes.typed_sse import (
-    HTML_502,
-    Cut,
-    Endless,
-    Huge,
-    InStreamError,
-    Raw,
-    Status,
-    Text,
-)
 
 SECRET = "pst-9QwErTy1234567890abcdef"
 
 
 class NovelAIHarness(NativeHarness):
     fake: FakeNovelAI
+    malformed = b'event: newToken\ndata: {"token":"Hi","ptr":0,"fin\n\n'
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Text(deltas, usage=usage))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        return {
             "auth": Status(401, error_401(self.secret)),
             "not_found": Status(404, ERROR_404),
             "rate_limited": Status(429, ERROR_429, {"retry-after": retry_after or "1"}),
@@ -66,37 +56,6 @@ class NovelAIHarness(NativeHarness):
             "context": Status(400, ERROR_CONTEXT),
             "quota": Status(402, ERROR_402),
         }
-        self.fake.enqueue(replies[kind])
-
-    def reply_error_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(InStreamError(deltas))
-
-    def reply_cut_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(Cut(deltas))
-
-    def reply_endless(self) -> None:
-        self.fake.enqueue(Endless())
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(Status(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b""))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'event: newToken\ndata: {"token":"Hi","ptr":0,"fin\n\n'))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture
@@ -131,8 +90,7 @@ class TestNovelAIContract(BackendContract):
 async def test_golden_stream(
     harness: NovelAIHarness, client: httpx.AsyncClient, split: int
 ) -> None:
-    harness.fake.enqueue(Raw(GOLDEN_STREAM, split=split))
-    events, error = await collect(harness.backend(client), harness.request())
+    events, error = await replay(harness, client, GOLDEN_STREAM, split=split)
     assert error is None
     assert events == [
         TextDelta("Hi"),

@@ -4,7 +4,7 @@ against a loopback Ollama in both modes, the golden NDJSON transcript, the body 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -18,6 +18,7 @@ from bot.config import BackendConfig, Sampler
 from bot.errors import BackendNotFound, ConfigError
 from tests.contract.backend_contract import BackendContract, ErrorKind, collect, text_of
 from tests.contract.native_harness import NativeHarness
+from tests.fakes.base import InStreamError, Raw, Status, Text
 from tests.fakes.ollama_server import (
     ERROR_429,
     ERROR_500,
@@ -30,28 +31,17 @@ from tests.fakes.ollama_server import (
     error_401,
     not_found,
 )
-from tests.fakes.typed_sse import (
-    HTML_502,
-    Cut,
-    Endless,
-    Huge,
-    InStreamError,
-    Raw,
-    Status,
-    Text,
-)
 
 SECRET = "ollama-key-8f2c61d0b94e"
 
 
 class OllamaHarness(NativeHarness):
     fake: FakeOllama
+    raw_type = NDJSON
+    malformed = b'{"model":"m","response":"Hi","done":fal\n'
 
-    def reply_text(self, deltas: Sequence[str], *, usage: tuple[int, int] | None) -> None:
-        self.fake.enqueue(Text(deltas, usage=usage))
-
-    def reply_error(self, kind: ErrorKind, *, retry_after: str | None = None) -> None:
-        replies = {
+    def error_replies(self, retry_after: str | None) -> Mapping[ErrorKind, object]:
+        return {
             "auth": Status(401, error_401(self.secret)),
             "not_found": Status(404, not_found("test-model")),
             "rate_limited": Status(429, ERROR_429, {"retry-after": retry_after or "1"}),
@@ -60,37 +50,6 @@ class OllamaHarness(NativeHarness):
             "context": Status(400, ERROR_CONTEXT),
             "quota": Status(402, ERROR_QUOTA),
         }
-        self.fake.enqueue(replies[kind])
-
-    def reply_error_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(InStreamError(deltas))
-
-    def reply_cut_after(self, deltas: Sequence[str]) -> None:
-        self.fake.enqueue(Cut(deltas))
-
-    def reply_endless(self) -> None:
-        self.fake.enqueue(Endless())
-
-    def reply_html(self, status: int) -> None:
-        if status == 200:
-            self.fake.enqueue(Raw(HTML_502, content_type="text/html"))
-        else:
-            self.fake.enqueue(Status(status, HTML_502))
-
-    def reply_empty(self) -> None:
-        self.fake.enqueue(Raw(b"", content_type=NDJSON))
-
-    def reply_malformed(self) -> None:
-        self.fake.enqueue(Raw(b'{"model":"m","response":"Hi","done":fal\n', content_type=NDJSON))
-
-    def reply_huge(self, size: int) -> None:
-        self.fake.enqueue(Huge(size))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 HARNESSES: dict[str, tuple[str, Mode]] = {

@@ -12,8 +12,9 @@ import pytest
 from bot.backends.base import Finish, FinishReason, Mode, ReasoningDelta, TextDelta, Usage
 from bot.config import Sampler
 from bot.errors import BackendError
-from tests.contract.backend_contract import BackendContract, collect, text_of
+from tests.contract.backend_contract import BackendContract, collect, replay, text_of
 from tests.contract.openai_harness import SECRET, ErrorStyle, OpenAIHarness, harness_for
+from tests.fakes.base import Raw
 from tests.fakes.openai_server import AuthStyle, FakeOpenAI
 from tests.fakes.openai_wire import (
     GOLDEN_CHAT,
@@ -22,7 +23,6 @@ from tests.fakes.openai_wire import (
     GOLDEN_OPENROUTER_ERROR,
     GOLDEN_TEXT,
     GOLDEN_TEXT_NO_DONE,
-    Raw,
 )
 
 HARNESSES: dict[str, tuple[str, Mode, AuthStyle, int | None, ErrorStyle]] = {
@@ -32,12 +32,6 @@ HARNESSES: dict[str, tuple[str, Mode, AuthStyle, int | None, ErrorStyle]] = {
     "tabbyapi-chat": ("tabbyapi", "chat", "x-api-key", None, "tabby"),
     "mancer-chat": ("mancer", "chat", "both", None, "tabby"),
 }
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
 
 
 @pytest.fixture(params=list(HARNESSES))
@@ -64,9 +58,8 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.mark.parametrize("split", [0, 1, 5])
 async def test_golden_chat_stream(fake: FakeOpenAI, client: httpx.AsyncClient, split: int) -> None:
-    fake.enqueue(Raw(GOLDEN_CHAT, split=split))
     h = harness_for(fake, "openai", "chat")
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(h, client, GOLDEN_CHAT, split=split)
     assert error is None
     assert events == [TextDelta("Hi"), Finish(FinishReason.STOP, raw="stop")]
 
@@ -74,9 +67,8 @@ async def test_golden_chat_stream(fake: FakeOpenAI, client: httpx.AsyncClient, s
 async def test_deepseek_reasoner_streams_reasoning_then_text(
     fake: FakeOpenAI, client: httpx.AsyncClient
 ) -> None:
-    fake.enqueue(Raw(GOLDEN_DEEPSEEK_REASONER, split=3))
     h = harness_for(fake, "deepseek", "chat")
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(h, client, GOLDEN_DEEPSEEK_REASONER, split=3)
     assert error is None
     assert events == [
         ReasoningDelta("The user greets."),
@@ -90,9 +82,8 @@ async def test_deepseek_reasoner_streams_reasoning_then_text(
 async def test_openrouter_in_band_error_after_a_delta(
     fake: FakeOpenAI, client: httpx.AsyncClient
 ) -> None:
-    fake.enqueue(Raw(GOLDEN_OPENROUTER_ERROR))
     h = harness_for(fake, "openrouter", "chat")
-    events, error = await collect(h.backend(client, sleeps=[]), h.request())
+    events, error = await replay(h, client, GOLDEN_OPENROUTER_ERROR, sleeps=[])
     assert text_of(events) == "Once"
     assert isinstance(error, BackendError)
     assert "Provider returned error" in error.user_message()
@@ -102,9 +93,8 @@ async def test_openrouter_in_band_error_after_a_delta(
 async def test_text_stream_with_and_without_done(
     fake: FakeOpenAI, client: httpx.AsyncClient, body: bytes
 ) -> None:
-    fake.enqueue(Raw(body))
     h = harness_for(fake, "textgen-webui", "text")
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(h, client, body)
     assert error is None
     assert events == [TextDelta("Hi"), Finish(FinishReason.LENGTH, raw="length")]
 
@@ -112,9 +102,8 @@ async def test_text_stream_with_and_without_done(
 async def test_llamacpp_error_line_explains_the_context_limit(
     fake: FakeOpenAI, client: httpx.AsyncClient
 ) -> None:
-    fake.enqueue(Raw(GOLDEN_LLAMACPP_ERROR))
     h = harness_for(fake, "llamacpp", "text")
-    events, error = await collect(h.backend(client), h.request())
+    events, error = await replay(h, client, GOLDEN_LLAMACPP_ERROR)
     assert text_of(events) == "Hi"
     assert error is not None
     assert "context" in error.user_message()

@@ -29,14 +29,9 @@ from bot.config import BackendConfig
 from bot.errors import BackendAuthError, BackendError, ConfigError
 from tests.contract.backend_contract import assert_no_secret, collect
 from tests.contract.openai_harness import SECRET, harness_for
+from tests.fakes.base import HTML_502, Cut, Endless, Raw
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.openai_wire import HTML_502, Cut, Endless, InStreamError, Raw, Text
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+from tests.fakes.openai_wire import InStreamError, Text
 
 
 @pytest.fixture

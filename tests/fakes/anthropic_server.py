@@ -28,15 +28,7 @@ from tests.fakes.anthropic_wire import (
     error_body,
     message_delta,
 )
-from tests.fakes.typed_sse import (
-    Cut,
-    Huge,
-    InStreamError,
-    Recorded,
-    Rejected,
-    Text,
-    TypedSSEServer,
-)
+from tests.fakes.base import Cut, Huge, InStreamError, LoopbackServer, Recorded, Rejected, Text
 
 VERSION = "2023-06-01"
 AUTH_PROBLEM = "invalid x-api-key"
@@ -55,9 +47,11 @@ def invalid(message: str) -> Rejected:
 # -- the server -------------------------------------------------------------------------------
 
 
-class FakeAnthropic(TypedSSEServer):
+class FakeAnthropic(LoopbackServer):
     """``no_prefill``/``no_sampling``/``one_sampling``: model id prefixes that refuse a final
     assistant turn, any sampler setting, or temperature together with top_p."""
+
+    client_faults = (AUTH_PROBLEM,)
 
     def __init__(
         self,
@@ -77,9 +71,6 @@ class FakeAnthropic(TypedSSEServer):
         self.one_sampling = tuple(one_sampling)
         self.models = list(models)
         self.page_size = page_size
-
-    def problems(self) -> list[str]:
-        return self.body_rejections(AUTH_PROBLEM)
 
     async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         headers = recorded.headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.typed_sse import sse
+from tests.fakes.base import sse
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.typed_sse import (
+from tests.fakes.base import (
     Cut,
     Huge,
     InStreamError,
+    LoopbackServer,
     Recorded,
     Rejected,
     Text,
-    TypedSSEServer,
     sse,
 )
 
@@ -157,9 +157,11 @@ GOLDEN_THINKING = (
 GOLDEN_ERROR = _START + _content_start(0) + _delta(0, "Once") + _end("ERROR", None, STREAM_ERROR)
 
 
-class FakeCohere(TypedSSEServer):
+class FakeCohere(LoopbackServer):
     """``safety``: model id prefix → the ``safety_mode`` values it takes (others: none);
     ``thinking``: model id prefixes that take ``thinking``."""
+
+    client_faults = (AUTH_PROBLEM,)
 
     def __init__(
         self,
@@ -182,9 +184,6 @@ class FakeCohere(TypedSSEServer):
         self.thinking = tuple(thinking)
         self.models = list(models)
         self.page_size = page_size
-
-    def problems(self) -> list[str]:
-        return self.body_rejections(AUTH_PROBLEM)
 
     async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         if recorded.headers.get("authorization") != f"Bearer {self.api_key}":

@@ -3,10 +3,11 @@ backends reference §7 and §8), scripted replies and their rendering."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.base import Cut, Endless, Huge, Raw, Status, compact
 
 # -- Google's error envelope (google.rpc.Status as JSON) --------------------------------------
 
@@ -196,44 +197,11 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Cut:
-    """Stream ``deltas``, then drop the connection mid-body."""
-
-    deltas: Sequence[str] = ("Hel", "lo")
-
-
-@dataclass(frozen=True)
 class InStreamError:
     """Stream ``deltas`` under HTTP 200, then an ``{"error": …}`` event."""
 
     deltas: Sequence[str] = ("Once",)
     error: Mapping[str, Any] = field(default_factory=lambda: ERROR_503)
-
-
-@dataclass(frozen=True)
-class Endless:
-    interval: float = 0.01
-
-
-@dataclass(frozen=True)
-class Huge:
-    size: int = 11 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Raw:
-    body: bytes
-    status: int = 200
-    content_type: str | None = "text/event-stream"
-    headers: Mapping[str, str] = field(default_factory=dict)
-    split: int = 0  # >0: send in pieces of this many bytes (mid-line, mid-character)
-
-
-@dataclass(frozen=True)
-class Status:
-    status: int
-    body: Any  # a JSON-able error body, or bytes sent as HTML
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Reply = Text | Cut | InStreamError | Endless | Huge | Raw | Status
@@ -260,7 +228,7 @@ def response(
 
 
 def event(obj: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\r\n\r\n"
+    return b"data: " + compact(obj) + b"\r\n\r\n"
 
 
 def text_event(text: str, *, thought: bool = False) -> bytes:

@@ -15,9 +15,7 @@ an HTTP error (:class:`Status`), exact bytes (:class:`Raw`) or a huge body (:cla
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import socket
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +23,16 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.openai_server import Recorded
-from tests.fakes.openai_wire import Huge, Raw, Status
+from tests.fakes.base import (
+    Huge,
+    LoopbackServer,
+    Raw,
+    Recorded,
+    Status,
+    drop,
+    send_raw,
+    status_response,
+)
 
 ANONYMOUS = "0000000000"
 PREFIX = "/api/v2"
@@ -172,50 +178,18 @@ class _Live:
     deleted: bool = False
 
 
-class FakeHorde:
+class FakeHorde(LoopbackServer):
     """The fake Horde. ``api_key`` is the one registered key (the anonymous key always
     works, as on the real Horde)."""
 
+    client_faults = ("apikey",)
+
     def __init__(self, *, api_key: str = "horde-key-7a1c3e5f9b") -> None:
+        super().__init__(PREFIX)
         self.api_key = api_key
-        self.requests: list[Recorded] = []
-        self.rejections: list[str] = []
         self.deletes: list[str] = []
-        self.disconnected = asyncio.Event()  # a DELETE: the client gave the request up
         self._polled = asyncio.Condition()
-        self._replies: deque[Reply] = deque()
         self._live: dict[str, _Live] = {}
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        self.base_url = f"http://127.0.0.1:{port}{PREFIX}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeHorde:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def enqueue(self, *replies: Reply) -> None:
-        self._replies.extend(replies)
 
     def submits(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
@@ -228,25 +202,14 @@ class FakeHorde:
         async with self._polled:
             await self._polled.wait_for(lambda: len(self.polls()) >= count)
 
-    def body_rejections(self) -> list[str]:
-        """Rejections other than a wrong key: each one is a client bug."""
-        return [r for r in self.rejections if not r.startswith("apikey")]
-
     # -- request handling ----------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        names = [k.lower() for k in request.headers]
-        self.requests.append(Recorded(request.method, request.path, headers, body, raw, names))
+    async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        headers, body = recorded.headers, recorded.body
         route = request.path.removeprefix(PREFIX)
         agent = headers.get("client-agent", "")
         if not _AGENT.match(agent):
-            return self._reject(
+            return self.reject(
                 f"client agent {agent!r}",
                 400,
                 horde_error(
@@ -255,7 +218,7 @@ class FakeHorde:
             )
         key = headers.get("apikey", "")
         if key not in (ANONYMOUS, self.api_key):
-            return self._reject(f"apikey {key!r}", 401, invalid_api_key(key))
+            return self.reject(f"apikey {key!r}", 401, invalid_api_key(key))
         if request.method == "POST" and route == "/generate/text/async":
             return await self._submit(request, body)
         if route.startswith("/generate/text/status/"):
@@ -266,13 +229,9 @@ class FakeHorde:
                 return self._delete(ident)
         if request.method == "GET" and route in ("/status/models", "/workers"):
             if request.query.get("type") != "text":
-                return self._reject(f"{route} without type=text", 400, {"message": "type"})
+                return self.reject(f"{route} without type=text", 400, {"message": "type"})
             return web.json_response(MODELS if route == "/status/models" else WORKERS)
-        return self._reject(f"unknown route {request.method} {request.path}", 404, FLASK_404)
-
-    def _reject(self, problem: str, status: int, body: Any) -> web.Response:
-        self.rejections.append(problem)
-        return web.json_response(body, status=status)
+        return self.reject(f"unknown route {request.method} {request.path}", 404, FLASK_404)
 
     def _check(self, body: Any) -> tuple[str, Any]:
         """'' when the submit is valid, else the problem and the Horde's 400 body."""
@@ -322,17 +281,12 @@ class FakeHorde:
     async def _submit(self, request: web.Request, body: Any) -> web.StreamResponse:
         problem, refusal = self._check(body)
         if problem:
-            return self._reject(problem, 400, refusal)
-        reply = self._replies.popleft() if self._replies else Job()
+            return self.reject(problem, 400, refusal)
+        reply = self.next_reply(Job())
         if isinstance(reply, Status):
-            payload = reply.body
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            kind = "text/html" if isinstance(payload, bytes) else "application/json"
-            return web.Response(
-                status=reply.status, body=data, content_type=kind, headers=dict(reply.headers)
-            )
+            return status_response(reply)
         if isinstance(reply, Raw):
-            return await _send_raw(request, reply)
+            return await send_raw(request, reply)
         if isinstance(reply, Huge):
             return web.json_response(
                 {"id": "x", "kudos": 1, "message": "y" * reply.size}, status=202
@@ -387,7 +341,7 @@ class FakeHorde:
             self._polled.notify_all()
         live = self._live.get(ident)
         if live is None:
-            return self._reject(
+            return self.reject(
                 f"status of unknown {ident}",
                 404,
                 horde_error(f"Waiting Prompt with ID '{ident}' not found.", "RequestNotFound"),
@@ -398,11 +352,10 @@ class FakeHorde:
                 response = web.StreamResponse(headers={"Content-Type": "application/json"})
                 await response.prepare(request)
                 await response.write(b'{"finished": 0, "proce')
-                assert request.transport is not None
-                request.transport.close()
+                drop(request)
                 return response
             if isinstance(failure, Raw):
-                return await _send_raw(request, failure)
+                return await send_raw(request, failure)
             payload = failure.body
             return web.json_response(payload, status=failure.status, headers=dict(failure.headers))
         live.polls += 1
@@ -411,7 +364,7 @@ class FakeHorde:
     def _delete(self, ident: str) -> web.Response:
         live = self._live.get(ident)
         if live is None:
-            return self._reject(
+            return self.reject(
                 f"delete of unknown {ident}",
                 404,
                 horde_error(f"Waiting Prompt with ID '{ident}' not found.", "RequestNotFound"),
@@ -420,14 +373,3 @@ class FakeHorde:
         self.deletes.append(ident)
         self.disconnected.set()
         return web.json_response(self._status(live))
-
-
-async def _send_raw(request: web.Request, reply: Raw) -> web.StreamResponse:
-    response = web.StreamResponse(status=reply.status, headers=dict(reply.headers))
-    if reply.content_type:
-        response.content_type = reply.content_type
-    await response.prepare(request)
-    if reply.body:
-        await response.write(reply.body)
-    await response.write_eof()
-    return response

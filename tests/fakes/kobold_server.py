@@ -8,9 +8,9 @@ as a Bearer header, the generate body's keys and types) and answers in the real 
 one, refuses a body key it does not know with 422. KoboldCpp ignores unknown keys; this fake
 refuses them too (listing them in ``rejections``) so that a misspelt key fails a test.
 
-Replies are queued with :meth:`FakeKobold.enqueue`, reusing the OpenAI fake's reply values
-(:class:`Text`, :class:`Cut`, :class:`Endless`, :class:`Huge`, :class:`Raw`, :class:`Status`)
-plus :class:`ErrorAfter`. ``Text.finish`` may be ``"stop"``, ``"length"`` or
+Replies are queued with :meth:`FakeKobold.enqueue`: the OpenAI fake's :class:`Text`, the
+shared :class:`Cut`, :class:`Endless`, :class:`Huge`, :class:`Raw` and :class:`Status`, and
+:class:`ErrorAfter`. ``Text.finish`` may be ``"stop"``, ``"length"`` or
 ``"stop_string"`` (sent as ``length``, as KoboldCpp does, with perf ``stop_reason`` 2).
 """
 
@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
-from tests.fakes.openai_server import Recorded
-from tests.fakes.openai_wire import Cut, Endless, Huge, Raw, Status, Text
+from tests.fakes.base import Cut, Endless, Huge, LoopbackServer, Raw, Recorded, Status
+from tests.fakes.openai_wire import Text
 
 NOT_FOUND = (
     b"Error: HTTP Server is running, but this endpoint does not exist. Please check the URL."
@@ -129,88 +127,43 @@ def token_event(token: str, finish: str | None = None) -> bytes:
     )
 
 
-class FakeKobold:
+class FakeKobold(LoopbackServer):
     """The fake server. ``password`` is KoboldCpp's ``--password`` (``None``: open);
     ``classic`` makes it a KoboldAI Classic server."""
+
+    stream_headers: ClassVar[Mapping[str, str]] = {
+        "cache-control": "no-cache",
+        "X-Accel-Buffering": "no",
+    }
+    client_faults = ("password",)
 
     def __init__(
         self, *, password: str | None = None, classic: bool = False, perf_route: bool = True
     ) -> None:
+        super().__init__()
         self.password = password
         self.classic = classic
         self.perf_route = perf_route  # False: an older KoboldCpp without /api/extra/perf
-        self.requests: list[Recorded] = []
-        self.rejections: list[str] = []
         self.aborts: list[Any] = []
         self.aborted = asyncio.Event()
         self.generating = asyncio.Event()  # a generate request was accepted
-        self.disconnected = asyncio.Event()
         self.perf: dict[str, Any] = {
             "last_input_count": 0,
             "last_token_count": 0,
             "stop_reason": -1,
         }
-        self._replies: deque[Reply] = deque()
         self._active_key = ""
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # handler_cancellation: a client that goes away cancels the handler (a disconnect)
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeKobold:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def enqueue(self, *replies: Reply) -> None:
-        self._replies.extend(replies)
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
 
     def generations(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(("/generate", "/generate/stream"))]
 
-    def body_rejections(self) -> list[str]:
-        """Rejections other than a missing or wrong password: each one is a client bug."""
-        return [r for r in self.rejections if not r.startswith("password")]
-
     # -- request handling ----------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        names = [k.lower() for k in request.headers]
-        self.requests.append(Recorded(request.method, request.path, headers, body, raw, names))
+    async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        headers, body = recorded.headers, recorded.body
         path = request.path.rstrip("/")
         if self.password is not None and headers.get("authorization") != f"Bearer {self.password}":
-            self.rejections.append(f"password: {headers.get('authorization')}")
-            return web.json_response(UNAUTHORIZED, status=401)
+            return self.reject(f"password: {headers.get('authorization')}", 401, UNAUTHORIZED)
         if self.classic and path.startswith("/api/extra"):
             return self._not_found(request)
         route = (request.method, path)
@@ -284,23 +237,13 @@ class FakeKobold:
                 web.json_response(answer, status=status) if answer else web.Response(status=status)
             )
         assert isinstance(body, dict)
-        reply = self._replies.popleft() if self._replies else Text()
-        if isinstance(reply, Status):
-            payload = reply.body
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            kind = "text/html" if isinstance(payload, bytes) else "application/json"
-            return web.Response(
-                status=reply.status, body=data, content_type=kind, headers=dict(reply.headers)
-            )
-        if isinstance(reply, Raw):
-            return await self._send_raw(request, reply)
-        self._active_key = body.get("genkey", "")
-        self.generating.set()
+        reply = self.next_reply(Text())
+        if not isinstance(reply, Status | Raw):
+            self._active_key = body.get("genkey", "")
+            self.generating.set()
         if isinstance(reply, Text):
             self._remember(body["prompt"], reply)
-        if stream:
-            return await self._stream(request, reply)
-        return await self._whole(reply)
+        return await self.answer(request, reply, stream=stream)
 
     def _remember(self, prompt: str, reply: Text) -> None:
         """What /api/extra/perf reports after this generation."""
@@ -312,52 +255,24 @@ class FakeKobold:
             "total_gens": self.perf.get("total_gens", 0) + 1,
         }
 
-    async def _stream(self, request: web.Request, reply: Reply) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"cache-control": "no-cache", "X-Accel-Buffering": "no"}
-        )
-        response.content_type = "text/event-stream"
-        await response.prepare(request)
-        try:
-            if isinstance(reply, Endless):
-                n = 0
-                while True:
-                    n += 1
-                    await response.write(token_event(f"w{n} "))
-                    await asyncio.sleep(reply.interval)
-            if isinstance(reply, Huge):
-                piece = token_event("y" * 4000)
-                for _ in range(reply.size // len(piece) + 1):
-                    await response.write(piece)
-                await response.write_eof()
-                return response
-            deltas = reply.deltas if isinstance(reply, Text | Cut | ErrorAfter) else ()
-            for delta in deltas:
-                await response.write(token_event(delta))
-            if isinstance(reply, Cut):
-                assert request.transport is not None
-                request.transport.close()  # the TCP connection drops mid-body
-                return response
-            if isinstance(reply, ErrorAfter):
-                await response.write(token_event("", "error"))
-            elif isinstance(reply, Text):
-                finish = reply.finish or "stop"
-                await response.write(
-                    token_event("", "length" if finish == "stop_string" else finish)
-                )
-            await response.write_eof()
-        except (asyncio.CancelledError, ConnectionError):
-            self.disconnected.set()
-            raise
-        return response
+    # -- answers -------------------------------------------------------------------------
 
-    async def _whole(self, reply: Reply) -> web.Response:
-        if isinstance(reply, Endless):
-            try:
-                await asyncio.Event().wait()  # generating forever; the client gives up
-            except asyncio.CancelledError:
-                self.disconnected.set()
-                raise
+    def render(self, reply: Any) -> list[bytes]:
+        if isinstance(reply, Huge):
+            piece = token_event("y" * 4000)
+            return [piece] * (reply.size // len(piece) + 1)
+        out = [token_event(delta) for delta in reply.deltas]
+        if isinstance(reply, ErrorAfter):
+            out.append(token_event("", "error"))
+        elif isinstance(reply, Text):
+            finish = reply.finish or "stop"
+            out.append(token_event("", "length" if finish == "stop_string" else finish))
+        return out
+
+    def endless_delta(self, n: int) -> bytes:
+        return token_event(f"w{n} ")
+
+    def whole(self, reply: Any) -> web.Response:
         if isinstance(reply, Cut):
             return web.Response(body=b'{"results":[{"te', content_type="application/json")
         if isinstance(reply, Huge):
@@ -365,7 +280,6 @@ class FakeKobold:
         if isinstance(reply, ErrorAfter):
             result: dict[str, Any] = {"text": "".join(reply.deltas), "finish_reason": "error"}
         else:
-            assert isinstance(reply, Text)
             finish = reply.finish or "stop"
             result = {"text": "".join(reply.deltas)}
             if not self.classic:
@@ -373,14 +287,3 @@ class FakeKobold:
                 result["prompt_tokens"] = self.perf["last_input_count"]
                 result["completion_tokens"] = self.perf["last_token_count"]
         return web.json_response({"results": [result]})
-
-    async def _send_raw(self, request: web.Request, reply: Raw) -> web.StreamResponse:
-        response = web.StreamResponse(status=reply.status, headers=dict(reply.headers))
-        if reply.content_type:
-            response.content_type = reply.content_type
-        await response.prepare(request)
-        step = reply.split or len(reply.body) or 1
-        for i in range(0, len(reply.body), step):
-            await response.write(reply.body[i : i + step])
-        await response.write_eof()
-        return response

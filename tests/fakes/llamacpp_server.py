@@ -14,21 +14,22 @@ generate until the context is full) and chat ``messages`` (it would ignore them 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.typed_sse import (
+from tests.fakes.base import (
     Cut,
     Huge,
     InStreamError,
+    LoopbackServer,
     Recorded,
     Rejected,
     Text,
-    TypedSSEServer,
+    compact,
+    data_line,
 )
 
 Flavour = Literal["llama-server", "llama-cpp-python"]
@@ -106,11 +107,9 @@ def fake_tokens(text: str) -> list[int]:
     return [sum(piece.encode()) % 32000 for piece in _WORDS.findall(text)]
 
 
-def _chunk(obj: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+class FakeLlamaCpp(LoopbackServer):
+    client_faults = (AUTH_PROBLEM,)
 
-
-class FakeLlamaCpp(TypedSSEServer):
     def __init__(
         self,
         *,
@@ -124,9 +123,6 @@ class FakeLlamaCpp(TypedSSEServer):
         self.flavour = flavour
         self.model_id = model_id
         self.loading = loading  # this many requests are answered "Loading model" first
-
-    def body_rejections(self, auth_prefix: str = AUTH_PROBLEM) -> list[str]:
-        return super().body_rejections(auth_prefix)
 
     async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         method, path = request.method, request.path
@@ -220,14 +216,13 @@ class FakeLlamaCpp(TypedSSEServer):
 
     def render(self, reply: Text | Cut | InStreamError | Huge) -> list[bytes]:
         if isinstance(reply, Huge):
-            piece = _chunk({"content": "y" * 4000, "stop": False})
+            piece = data_line({"content": "y" * 4000, "stop": False})
             return [piece] * (reply.size // len(piece) + 1)
-        out = [_chunk({"content": d, "stop": False}) for d in reply.deltas]
+        out = [data_line({"content": d, "stop": False}) for d in reply.deltas]
         if isinstance(reply, InStreamError):
-            err = json.dumps(ERROR_500["error"], separators=(",", ":")).encode()
-            out.append(b"error: " + err + b"\n\n")
+            out.append(b"error: " + compact(ERROR_500["error"]) + b"\n\n")
         elif isinstance(reply, Text):
-            out.append(_chunk(self._final(reply, content="")))
+            out.append(data_line(self._final(reply, content="")))
         return out
 
     def whole(self, reply: Text | Cut | InStreamError | Huge) -> web.Response:
@@ -240,7 +235,7 @@ class FakeLlamaCpp(TypedSSEServer):
         return web.json_response(self._final(reply, content="".join(reply.deltas)))
 
     def endless_delta(self, n: int) -> bytes:
-        return _chunk({"content": f"w{n} ", "stop": False})
+        return data_line({"content": f"w{n} ", "stop": False})
 
     def _final(self, reply: Text, *, content: str) -> dict[str, Any]:
         stop_type = reply.finish or "eos"

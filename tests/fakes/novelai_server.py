@@ -19,14 +19,15 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.typed_sse import (
+from tests.fakes.base import (
     Cut,
     Huge,
     InStreamError,
+    LoopbackServer,
     Recorded,
     Rejected,
     Text,
-    TypedSSEServer,
+    sse,
 )
 
 AUTH_PROBLEM = "bad or missing token"
@@ -80,17 +81,16 @@ PARAMETER_KEYS = frozenset(
 
 
 def token(text: str, ptr: int, final: bool) -> bytes:
-    data = json.dumps({"token": text, "ptr": ptr, "final": final}, separators=(",", ":"))
-    return f"event: newToken\ndata: {data}\n\n".encode()
+    return sse("newToken", {"token": text, "ptr": ptr, "final": final})
 
 
-class FakeNovelAI(TypedSSEServer):
+class FakeNovelAI(LoopbackServer):
+    # a wrong token, and Cloudflare's refusal of a library's User-Agent, are provoked on purpose
+    client_faults = (AUTH_PROBLEM, "cloudflare")
+
     def __init__(self, *, api_key: str) -> None:
         super().__init__("")
         self.api_key = api_key
-
-    def body_rejections(self, auth_prefix: str = AUTH_PROBLEM) -> list[str]:
-        return [r for r in super().body_rejections(auth_prefix) if not r.startswith("cloudflare")]
 
     async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         agent = recorded.headers.get("user-agent", "")

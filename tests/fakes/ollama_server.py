@@ -13,25 +13,20 @@ message ``name`` field (Ollama would drop the speaker).
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.typed_sse import (
+from tests.fakes.base import (
     Cut,
-    Endless,
     Huge,
     InStreamError,
-    Raw,
+    LoopbackServer,
     Recorded,
     Rejected,
-    Reply,
-    Status,
     Text,
-    TypedSSEServer,
+    ndjson_line,
 )
 
 AUTH_PROBLEM = "bad or missing key"
@@ -83,11 +78,10 @@ OPTION_KEYS = frozenset(
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
-def line(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+class FakeOllama(LoopbackServer):
+    stream_type = NDJSON
+    client_faults = (AUTH_PROBLEM,)
 
-
-class FakeOllama(TypedSSEServer):
     def __init__(
         self, *, api_key: str | None = None, models: Sequence[str] = ("test-model",)
     ) -> None:
@@ -95,9 +89,6 @@ class FakeOllama(TypedSSEServer):
         self.api_key = api_key
         self.models = list(models)
         self._chat = True  # what the request being answered asked for
-
-    def body_rejections(self, auth_prefix: str = AUTH_PROBLEM) -> list[str]:
-        return super().body_rejections(auth_prefix)
 
     async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
         method, path = request.method, request.path
@@ -172,34 +163,6 @@ class FakeOllama(TypedSSEServer):
 
     # -- rendering -------------------------------------------------------------------------
 
-    async def answer(
-        self, request: web.Request, reply: Reply, *, stream: bool
-    ) -> web.StreamResponse:
-        if not stream or isinstance(reply, Raw | Status):
-            return await super().answer(request, reply, stream=stream)
-        response = web.StreamResponse()
-        response.content_type = NDJSON
-        await response.prepare(request)
-        try:
-            if isinstance(reply, Endless):
-                n = 0
-                while True:
-                    n += 1
-                    await response.write(self.endless_delta(n))
-                    await asyncio.sleep(reply.interval)
-            assert not isinstance(reply, Endless)
-            for chunk in self.render(reply):
-                await response.write(chunk)
-            if isinstance(reply, Cut | Huge):
-                assert request.transport is not None
-                request.transport.close()  # no terminating chunk: the connection just drops
-                return response
-            await response.write_eof()
-        except (asyncio.CancelledError, ConnectionError):
-            self.disconnected.set()
-            raise
-        return response
-
     def _delta(self, text: str, *, thinking: str = "") -> dict[str, Any]:
         model = self.last.body["model"] if self.requests else "m"
         if self._chat:
@@ -232,16 +195,16 @@ class FakeOllama(TypedSSEServer):
 
     def render(self, reply: Text | Cut | InStreamError | Huge) -> list[bytes]:
         if isinstance(reply, Huge):
-            piece = line(self._delta("y" * 4000))
+            piece = ndjson_line(self._delta("y" * 4000))
             return [piece] * (reply.size // len(piece) + 1)
         out = []
         if isinstance(reply, Text):
-            out += [line(self._delta("", thinking=r)) for r in reply.reasoning]
-        out += [line(self._delta(d)) for d in reply.deltas]
+            out += [ndjson_line(self._delta("", thinking=r)) for r in reply.reasoning]
+        out += [ndjson_line(self._delta(d)) for d in reply.deltas]
         if isinstance(reply, InStreamError):
-            out.append(line(ERROR_MIDSTREAM))
+            out.append(ndjson_line(ERROR_MIDSTREAM))
         elif isinstance(reply, Text):
-            out.append(line(self._final(reply)))
+            out.append(ndjson_line(self._final(reply)))
         return out
 
     def whole(self, reply: Text | Cut | InStreamError | Huge) -> web.Response:
@@ -261,4 +224,4 @@ class FakeOllama(TypedSSEServer):
         return web.json_response(answer)
 
     def endless_delta(self, n: int) -> bytes:
-        return line(self._delta(f"w{n} "))
+        return ndjson_line(self._delta(f"w{n} "))

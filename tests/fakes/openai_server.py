@@ -8,32 +8,23 @@ path; ``rejections`` lists them for a direct assertion too.
 Replies are queued with :meth:`FakeOpenAI.enqueue`. Semantic replies (:class:`Text`,
 :class:`Cut`, :class:`InStreamError`, :class:`Endless`, :class:`Huge`) render as a chat or
 text stream, or a JSON body, depending on what was asked; :class:`Raw` sends exact bytes
-(the golden transcripts); :class:`Status` sends an error body. Those live in
-:mod:`tests.fakes.openai_wire`.
+(the golden transcripts); :class:`Status` sends an error body. This wire's ``Text`` and
+``InStreamError`` live in :mod:`tests.fakes.openai_wire`, the rest in
+:mod:`tests.fakes.base`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
 
+from tests.fakes.base import Cut, Huge, LoopbackServer, Recorded
 from tests.fakes.openai_wire import (
     OPENROUTER_ERROR,
     TABBY_ERROR,
-    Cut,
-    Endless,
-    Huge,
     InStreamError,
-    Raw,
-    Reply,
-    Status,
     Text,
     completion,
     delta_chunk,
@@ -45,24 +36,15 @@ from tests.fakes.openai_wire import (
 AuthStyle = Literal["bearer", "x-api-key", "both", "none"]
 AUTH_PROBLEM = "bad or missing"
 
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names; a repeated header keeps its last value
-    body: Any
-    raw: bytes
-    raw_headers: list[str]  # every header name as sent, lower-cased, repeats kept
-
-
 _CHAT_ROLES = {"system", "user", "assistant", "developer", "tool"}
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """The fake server. ``auth``/``api_key`` say which header form it demands; ``max_stop``
     is its stop-string limit (OpenAI: 4); ``strict_keys``, if given, are the only top-level
     body keys it accepts (Mistral-style 422 on anything else)."""
+
+    client_faults = (AUTH_PROBLEM,)
 
     def __init__(
         self,
@@ -74,76 +56,26 @@ class FakeOpenAI:
         strict_keys: frozenset[str] | None = None,
         models: Sequence[Mapping[str, Any]] = ({"id": "gpt-test", "object": "model"},),
     ) -> None:
+        super().__init__(prefix)
         self.api_key = api_key
         self.auth = auth
         self.max_stop = max_stop
-        self.prefix = prefix
         self.strict_keys = strict_keys
         self.models = list(models)
-        self.requests: list[Recorded] = []
-        self.rejections: list[str] = []
-        self.disconnects = 0
-        self.disconnected = asyncio.Event()
-        self.received = asyncio.Event()
-        self._replies: deque[Reply] = deque()
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # handler_cancellation: a client that goes away cancels the handler, which is how
-        # the fake sees a disconnect while it waits between deltas
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
-        )
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-        self.base_url = f"http://127.0.0.1:{port}{self.prefix}"
-        return self.base_url
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def enqueue(self, *replies: Reply) -> None:
-        self._replies.extend(replies)
-
-    @property
-    def last(self) -> Recorded:
-        return self.requests[-1]
+        self._chat = True  # what the request being answered asked for
 
     # -- request handling ----------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        names = [k.lower() for k in request.headers]
-        self.requests.append(Recorded(request.method, request.path, headers, body, raw, names))
-        self.received.set()
+    async def route(self, request: web.Request, recorded: Recorded) -> web.StreamResponse:
+        headers, body = recorded.headers, recorded.body
         route = request.path.removeprefix(self.prefix)
         problem = self._check_auth(headers)
         if problem:
-            return self._reject(problem, 401, error_401(problem.partition(": ")[2]))
+            return self.reject(problem, 401, error_401(problem.partition(": ")[2]))
         if request.method == "GET" and route == "/models":
             return web.json_response({"object": "list", "data": self.models})
         if request.method != "POST" or route not in ("/chat/completions", "/completions"):
-            return self._reject(
+            return self.reject(
                 f"unknown route {request.method} {request.path}",
                 404,
                 openai_error(
@@ -152,25 +84,17 @@ class FakeOpenAI:
                     None,
                 ),
             )
-        chat = route == "/chat/completions"
-        problem, status = self._check_body(headers, body, chat)
+        self._chat = route == "/chat/completions"
+        problem, status = self._check_body(headers, body, self._chat)
         if problem or not isinstance(body, dict):
-            return self._reject(problem, status, self._body_error(problem, status))
-        reply = self._replies.popleft() if self._replies else Text()
-        return await self._answer(request, reply, chat=chat, stream=body.get("stream") is True)
-
-    def _reject(self, problem: str, status: int, body: Any) -> web.Response:
-        self.rejections.append(problem)
-        return web.json_response(body, status=status)
+            return self.reject(problem, status, self._body_error(problem, status))
+        reply = self.next_reply(Text())
+        return await self.answer(request, reply, stream=body.get("stream") is True)
 
     def _body_error(self, problem: str, status: int) -> Any:
         if status == 422:
             return {"detail": [{"type": "extra_forbidden", "msg": problem}]}
         return openai_error(problem, "invalid_request_error", None)
-
-    def body_rejections(self) -> list[str]:
-        """Rejections other than bad credentials: each one is a client bug."""
-        return [r for r in self.rejections if not r.startswith(AUTH_PROBLEM)]
 
     def _check_auth(self, headers: Mapping[str, str]) -> str:
         """'' when the credentials are what this server demands, else the problem."""
@@ -233,69 +157,14 @@ class FakeOpenAI:
 
     # -- answers -------------------------------------------------------------------------
 
-    async def _answer(
-        self, request: web.Request, reply: Reply, *, chat: bool, stream: bool
-    ) -> web.StreamResponse:
-        if isinstance(reply, Status):
-            payload = reply.body
-            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            kind = "text/html" if isinstance(payload, bytes) else "application/json"
-            return web.Response(
-                status=reply.status, body=data, content_type=kind, headers=dict(reply.headers)
-            )
-        if isinstance(reply, Raw):
-            return await self._send_raw(request, reply)
-        if not stream:
-            if isinstance(reply, Endless):
-                try:
-                    await asyncio.Event().wait()  # never answers; the client gives up
-                except asyncio.CancelledError:
-                    self._saw_disconnect()
-                    raise
-            return self._whole(reply, chat)
-        response = web.StreamResponse(headers={"Cache-Control": "no-cache"})
-        response.content_type = "text/event-stream"
-        await response.prepare(request)
-        try:
-            if isinstance(reply, Endless):
-                await self._endless(response, reply, chat)
-                return response
-            for chunk in render_stream(reply, chat):
-                await response.write(chunk)
-            if isinstance(reply, Cut):
-                # drop the TCP connection without the terminating zero-length chunk
-                assert request.transport is not None
-                request.transport.close()
-                return response
-            await response.write_eof()
-        except (asyncio.CancelledError, ConnectionError):
-            self._saw_disconnect()
-            raise
-        return response
+    def render(self, reply: Any) -> list[bytes]:
+        return render_stream(reply, self._chat)
 
-    async def _endless(self, response: web.StreamResponse, reply: Endless, chat: bool) -> None:
-        n = 0
-        while True:
-            n += 1
-            await response.write(delta_chunk(f"w{n} ", chat))
-            await asyncio.sleep(reply.interval)
+    def endless_delta(self, n: int) -> bytes:
+        return delta_chunk(f"w{n} ", self._chat)
 
-    def _saw_disconnect(self) -> None:
-        self.disconnects += 1
-        self.disconnected.set()
-
-    async def _send_raw(self, request: web.Request, reply: Raw) -> web.StreamResponse:
-        response = web.StreamResponse(status=reply.status, headers=dict(reply.headers))
-        if reply.content_type:
-            response.content_type = reply.content_type
-        await response.prepare(request)
-        step = reply.split or len(reply.body) or 1
-        for i in range(0, len(reply.body), step):
-            await response.write(reply.body[i : i + step])
-        await response.write_eof()
-        return response
-
-    def _whole(self, reply: Reply, chat: bool) -> web.Response:
+    def whole(self, reply: Any) -> web.Response:
+        chat = self._chat
         if isinstance(reply, Huge):
             text = "x" * reply.size
             return web.json_response(completion(text, "stop", None, "", chat))
@@ -307,7 +176,6 @@ class FakeOpenAI:
             return web.Response(
                 status=200, body=b'{"id":"c1","choices":[{"ind', content_type="application/json"
             )
-        assert isinstance(reply, Text)
         return web.json_response(
             completion(
                 "".join(reply.deltas), reply.finish, reply.usage, "".join(reply.reasoning), chat

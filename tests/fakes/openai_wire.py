@@ -4,9 +4,14 @@ transcripts (shared backends reference §7 and §8), scripted replies and their 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
+
+# the replies every family scripts alike; Endless and Status are imported from here too
+from tests.fakes.base import Cut, Huge, Raw
+from tests.fakes.base import Endless as Endless
+from tests.fakes.base import Status as Status
 
 # -- real error bodies (shared backends reference §7) -----------------------------------------
 
@@ -57,11 +62,6 @@ ERROR_500 = openai_error(
 )
 ERROR_503 = openai_error(
     "The engine is currently overloaded, please try again later", "server_error", None
-)
-HTML_502 = (
-    b"<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n"
-    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body>\n"
-    b"</html>\n"
 )
 OPENROUTER_ERROR = {"code": 502, "message": "Provider returned error"}
 TABBY_ERROR = {"message": "CUDA out of memory", "trace": None}
@@ -137,48 +137,11 @@ class Text:
 
 
 @dataclass(frozen=True)
-class Cut:
-    """Stream ``deltas``, then drop the connection mid-body (no final chunk)."""
-
-    deltas: Sequence[str] = ("Hel", "lo")
-
-
-@dataclass(frozen=True)
 class InStreamError:
     """Stream ``deltas`` under HTTP 200, then an error as ``style`` reports it."""
 
     deltas: Sequence[str] = ("Once",)
     style: Literal["openrouter", "tabby", "llamacpp"] = "openrouter"
-
-
-@dataclass(frozen=True)
-class Endless:
-    """A delta every ``interval`` seconds until the client goes away."""
-
-    interval: float = 0.01
-
-
-@dataclass(frozen=True)
-class Huge:
-    """About ``size`` bytes of answer that never finishes (stream) or one huge JSON body."""
-
-    size: int = 11 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Raw:
-    body: bytes
-    status: int = 200
-    content_type: str | None = "text/event-stream"
-    headers: Mapping[str, str] = field(default_factory=dict)
-    split: int = 0  # >0: send in pieces of this many bytes (split mid-line, mid-character)
-
-
-@dataclass(frozen=True)
-class Status:
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Reply = Text | Cut | InStreamError | Endless | Huge | Raw | Status
