@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 
 from bot.backends.base import Finish, FinishReason, GenerationRequest, StreamEvent, TextDelta
 from bot.backends.pool import BackendPool
@@ -73,17 +75,18 @@ class TimedSurface:
 
 
 class RoundTrips:
-    """Counts commands the client sends (a Lua script call is one round trip)."""
+    """Counts round trips: every write of packed commands to a Redis connection (a single
+    command, a Lua script call or a whole pipeline each count once)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self) -> None:
         self.n = 0
-        inner = redis.execute_command
+        inner = AbstractConnection.send_packed_command
 
-        async def counted(*args: object, **kw: object) -> object:
+        async def counted(conn: AbstractConnection, *args: Any, **kw: Any) -> None:
             self.n += 1
-            return await inner(*args, **kw)
+            await inner(conn, *args, **kw)
 
-        redis.execute_command = counted  # type: ignore[method-assign]
+        AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
 
 
 async def main(turns: int, history: int, url: str) -> None:
@@ -125,7 +128,7 @@ async def main(turns: int, history: int, url: str) -> None:
     before_in, before_out = [], []
     for _ in range(20):  # warm-up
         await engine.handle(Inbound(key, user, Action.MESSAGE, "warm up"))
-    trips = RoundTrips(redis)
+    trips = RoundTrips()
     for i in range(turns):
         t0 = time.perf_counter()
         await engine.handle(Inbound(key, user, Action.MESSAGE, f"turn {i}: what next?"))

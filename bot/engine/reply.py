@@ -340,7 +340,9 @@ class Replier:
 
     async def _persona(self, state: TurnState) -> Persona | None:
         user_id = _author_id(state)
-        stored = await self._store.personas(state.key, user_id) if user_id else {}
+        stored = state.personas
+        if stored is None:  # an item that waited in the queue: read its author's now
+            stored = await self._store.personas(state.key, user_id) if user_id else {}
         parsed = {}
         for field_name, raw in stored.items():
             try:

@@ -69,6 +69,7 @@ class TurnState:
     history: list[ChatMessage]
     written: list[int] = field(default_factory=list)  # ids/indices from the previous commit
     pending: list[Op] = field(default_factory=list)  # extra writes for this turn's commit
+    personas: dict[str, str] | None = None  # the item author's, when read with the lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +193,26 @@ class ChatStore:
     async def enqueue(self, key: ChatKey, item: Item) -> TurnState | None:
         """Queue ``item``; if the channel was free, return its locked, loaded state."""
         raw = ("M" + entry_json(item)) if isinstance(item, ChatMessage) else "A" + item.to_json()
-        res = await self._run(key, "enqueue", raw, self._ttl_ms, self._window, self._inbox_max)
+        user_id = item.user_id if isinstance(item, ChatMessage) else item.author.user_id
+        # the author's personas ride along in the same round trip (their key has its own slot)
+        res = await self._run(
+            key,
+            "enqueue",
+            raw,
+            self._ttl_ms,
+            self._window,
+            self._inbox_max,
+            read=self._user_key(key, user_id) if user_id else "",
+        )
+        personas = res.pop() if user_id else {}
         if res[0] == -1:
             raise UserFacingError(
                 "This channel has too many messages waiting; wait for the current replies."
             )
-        return self._state(key, res)
+        state = self._state(key, res)
+        if state is not None:
+            state.personas = {_s(k): _s(v) for k, v in personas.items()}
+        return state
 
     async def acquire(self, key: ChatKey) -> TurnState | None:
         """Take over items left queued by a holder that went away (lock expired)."""
@@ -350,22 +365,35 @@ class ChatStore:
     # --- plumbing -----------------------------------------------------------------------
 
     async def _run(
-        self, key: ChatKey, mode: str, *args: str | int, extra: Sequence[str] = ()
+        self,
+        key: ChatKey,
+        mode: str,
+        *args: str | int,
+        extra: Sequence[str] = (),
+        read: str = "",
     ) -> list[Any]:
+        """Run the channel script; with ``read``, HGETALL that key in the same round trip
+        (its result is appended to the script's)."""
         ch = self._keys.channel(key)
         keys = [*_keys(ch), *(extra or [ch.archive(0), ch.archive(0)])]
         if not self._sha:
             await self.start()
         argv = (*keys, mode, *args)
-        try:
-            res = await self._call(self._redis.evalsha(self._sha, len(keys), *argv))
-        except StateError as exc:
-            if not isinstance(exc.__cause__, NoScriptError):
-                raise
-            # Redis restarted or flushed its script cache: load the script again, once.
-            await self.start()
-            res = await self._call(self._redis.evalsha(self._sha, len(keys), *argv))
-        return list(res)
+        for attempt in range(2):
+            try:
+                if not read:
+                    return list(await self._call(self._redis.evalsha(self._sha, len(keys), *argv)))
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._sha, len(keys), *argv)
+                    pipe.hgetall(read)
+                    res, also = await self._call(pipe.execute())
+                return [*res, also]
+            except StateError as exc:
+                if attempt or not isinstance(exc.__cause__, NoScriptError):
+                    raise
+                # Redis restarted or flushed its script cache: load the script again, once.
+                await self.start()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _call(self, awaitable: Any) -> Any:
         try:
