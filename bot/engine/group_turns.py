@@ -15,8 +15,9 @@ from dataclasses import replace
 from typing import TypeVar
 
 from bot.engine.cast import Cast, Casting, dump_group, load_group
-from bot.engine.groups import Group, GroupError, Strategy, Trigger, choose_speakers, last_batch
+from bot.engine.groups import Group, GroupError, Strategy
 from bot.engine.reply import Replier
+from bot.engine.speakers import Trigger, choose_speakers, last_batch
 from bot.errors import BotError, LockLost, UserFacingError
 from bot.prompt.group_prompt import CardMode, group_greetings
 from bot.state import store as ops

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 
 from bot.engine.cast import Cast, Casting
 from bot.engine.group_turns import GroupTurns, speaker_label
-from bot.engine.groups import Trigger
 from bot.engine.output import SUGGESTION, script_macros
 from bot.engine.reply import Replier
+from bot.engine.speakers import Trigger
 from bot.errors import UserFacingError
 from bot.prompt.greeting import greeting_swipes
 from bot.state import store as ops

@@ -12,16 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.engine.groups import (
-    MAX_MEMBERS,
-    CardMode,
-    Group,
-    GroupError,
-    Strategy,
-    Trigger,
-    choose_speakers,
-    last_batch,
-)
+from bot.engine.groups import MAX_MEMBERS, CardMode, Group, GroupError, Strategy
+from bot.engine.speakers import Trigger, choose_speakers, last_batch
 from bot.types import ChatMessage, Role
 
 SEEDS = range(60)
