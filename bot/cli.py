@@ -46,10 +46,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config:
             settings = settings.model_copy(update={"config_file": Path(args.config)})
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # the terminal chat owns the terminal: its log goes to a file (also when `run` has
+        # no platform token and opens the terminal chat)
+        terminal = args.command == "chat" or (
+            args.command == "run" and not (settings.discord_token or settings.telegram_token)
+        )
         logging.basicConfig(
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            filename=str(settings.data_dir / "sillybot.log") if args.command == "chat" else None,
+            filename=str(settings.data_dir / "sillybot.log") if terminal else None,
         )
         command = {
             "run": _run,

@@ -97,7 +97,7 @@ class ConsoleFrontEnd:
         if name := self._options.get("backend"):
             engine.backends.get(name)
             await store.set_setting(self.key, "backend", name)
-        user = Author("console", self._options.get("user") or "You")
+        user = Author("console", self._options.get("user") or engine.defaults.user_name)
         settings = await store.settings(self.key)
         group = load_group(settings)
         who = (

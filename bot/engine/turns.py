@@ -168,6 +168,10 @@ class Engine:
         await self.idle()
         await asyncio.gather(*self._watchers, return_exceptions=True)
 
+    @property
+    def defaults(self) -> Defaults:
+        return self._defaults
+
     def busy(self, key: ChatKey) -> bool:
         """Whether this process is generating a reply in ``key`` right now."""
         return key in self._running
