@@ -261,7 +261,11 @@ class Engine:
     async def _on_resume(self, state: TurnState) -> list[Op]:
         target = _resume_id(state)
         if target <= 0 or target == state.chat_id:
-            raise UserFacingError("Say which earlier chat to resume, e.g. `resume 2`.")
+            raise UserFacingError("Say which earlier chat to resume, e.g. `/resume 2`.")
+        _, saved = await self.store.chats(state.key)
+        if target not in saved:
+            known = ", ".join(f"#{n}" for n in sorted(saved)) or "none yet"
+            raise UserFacingError(f"There is no saved chat #{target} here (saved: {known}).")
         await self.notice(state.key, f"Resumed chat #{target}.")
         return [ops.resume(target, summary(state.history))]
 

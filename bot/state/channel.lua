@@ -128,17 +128,20 @@ elseif mode == 'commit' then
     elseif op == 'resume' then
       -- payload: "<target id>\n<summary json of the current chat>"
       local target, summary = string.match(payload, '^(%d+)\n(.*)$')
-      if redis.call('EXISTS', KEYS[11]) == 0 then return {-3} end
-      local cur = redis.call('HGET', KEYS[4], 'chat') or '1'
-      if redis.call('EXISTS', KEYS[6]) == 1 then
-        redis.call('RENAME', KEYS[6], KEYS[10])
-        redis.call('HSET', KEYS[7], cur, summary)
+      if redis.call('EXISTS', KEYS[11]) == 0 then
+        ids[#ids + 1] = -3  -- no such chat: nothing changes, and the lock is still handed on
+      else
+        local cur = redis.call('HGET', KEYS[4], 'chat') or '1'
+        if redis.call('EXISTS', KEYS[6]) == 1 then
+          redis.call('RENAME', KEYS[6], KEYS[10])
+          redis.call('HSET', KEYS[7], cur, summary)
+        end
+        redis.call('RENAME', KEYS[11], KEYS[6])
+        redis.call('HDEL', KEYS[7], target)
+        local top = math.max(tonumber(cur), tonumber(redis.call('HGET', KEYS[4], 'chats') or '1'))
+        redis.call('HSET', KEYS[4], 'chat', target, 'chats', top)
+        ids[#ids + 1] = tonumber(target)
       end
-      redis.call('RENAME', KEYS[11], KEYS[6])
-      redis.call('HDEL', KEYS[7], target)
-      local top = math.max(tonumber(cur), tonumber(redis.call('HGET', KEYS[4], 'chats') or '1'))
-      redis.call('HSET', KEYS[4], 'chat', target, 'chats', top)
-      ids[#ids + 1] = tonumber(target)
     end
   end
   local nxt = take_next(tok, ARGV[3], tonumber(ARGV[4]))

@@ -239,8 +239,6 @@ class ChatStore:
         res = await self._run(key, "commit", *flat, extra=extra)
         if res[0] == -2:
             raise LockLost("this channel was taken over by another process; reply not saved")
-        if res[0] == -3:
-            raise UserFacingError(f"There is no saved chat #{resume_id} in this channel.")
         written = [int(i) for i in res[-1]] if len(res) > 1 else []
         # the first reply counted in a channel indexes it under its server (once; for the
         # server-wide usage report), outside the script because the index has its own slot

@@ -146,8 +146,10 @@ async def test_reset_archives_and_resume_restores(redis: Redis, keys: KeyBuilder
     assert cur == 1 and saved == {2: {"title": "second"}}
     s = await store.enqueue(KEY, QueuedAction(Action.RESET, ALEX))
     assert s is not None
-    with pytest.raises(UserFacingError):
-        await store.commit(KEY, s.token, [ops.resume(9, {})], chat_id=1, resume_id=9)
+    # resuming a chat that does not exist changes nothing and still frees the channel
+    assert await store.commit(KEY, s.token, [ops.resume(9, {})], chat_id=1, resume_id=9) is None
+    assert [m.text for m in await store.history(KEY)] == ["first chat", "r"]
+    assert await store.enqueue(KEY, user("still answered")) is not None
 
 
 async def test_channels_are_isolated(redis: Redis, keys: KeyBuilder) -> None:

@@ -288,3 +288,12 @@ async def test_a_filtered_finish_is_explained(rig: Rig) -> None:
     await rig.say("go on")
     assert rig.seen()[-1].startswith("She begins to\n\n⚠ the backend's content filter")
     assert (await rig.store.history(KEY))[-1].meta["finish"] == "filtered"
+
+
+async def test_resuming_a_missing_chat_says_so_and_keeps_the_channel_free(rig: Rig) -> None:
+    rig.backend.enqueue(words("first"), words("still here"))
+    await rig.say("hello")
+    await rig.act(Action.RESUME, "99")
+    assert rig.seen()[-1] == "There is no saved chat #99 here (saved: none yet)."
+    await rig.say("are you there?")  # not stuck behind a held lock
+    assert rig.seen()[-1] == "still here"
