@@ -14,6 +14,7 @@
     ├── StateError                  Redis unreachable or a fenced write refused
     │   └── LockLost                another holder took the channel: this one must not write
     └── UserFacingError             bad user input, with the text to show
+        └── MessageTooLong          a message that cannot fit the context (not kept)
 
 Every error has :meth:`BotError.user_message`: one line for chat, never a traceback or secret.
 """
@@ -103,3 +104,7 @@ class LockLost(StateError):
 
 class UserFacingError(BotError):
     """Bad input from a chat user; ``message`` is shown as is."""
+
+
+class MessageTooLong(UserFacingError):
+    """The user's message does not fit the context with the character: it is not kept."""

@@ -27,7 +27,7 @@ from bot.engine.group_turns import GroupTurns
 from bot.engine.prompting import PromptSetup
 from bot.engine.reply import Replier
 from bot.engine.reply_turns import ReplyTurns
-from bot.errors import BotError, LockLost, StateError, UserFacingError
+from bot.errors import BotError, LockLost, MessageTooLong, StateError, UserFacingError
 from bot.prompt.tokenizers import Tokenizers
 from bot.prompt.tokens import TokenCounter
 from bot.state import store as ops
@@ -235,6 +235,11 @@ class Engine:
         except LockLost as exc:
             await self.notice(key, exc.user_message())
             return None
+        except MessageTooLong as exc:
+            await self.notice(key, exc.user_message())
+            if isinstance(state.item, ChatMessage):
+                # refused for its size: it must not stay in the chat to break every later turn
+                written = [ops.delete(state.item.id)]
         except BotError as exc:
             await self.notice(key, exc.user_message())
         except Exception:

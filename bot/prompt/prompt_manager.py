@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bot.errors import ConfigError, UserFacingError
+from bot.errors import ConfigError, MessageTooLong
 from bot.prompt.chat_preset import ChatPreset, InjectionPosition, NamesBehavior
 from bot.prompt.examples import split_blocks, split_turns
 from bot.prompt.injection import Injection, Position
@@ -293,7 +293,7 @@ def _chat(
         return False
     newest = next((x for x in reversed(history) if isinstance(x, int)), None)
     if newest is not None and p.history[newest].id not in out.kept_ids:
-        raise UserFacingError(
+        raise MessageTooLong(
             "That message is too long for this chat: with the character's definitions it "
             "does not fit in the context. Please send a shorter one."
         )

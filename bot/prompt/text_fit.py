@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.errors import ConfigError, UserFacingError
+from bot.errors import ConfigError, MessageTooLong, UserFacingError
 from bot.prompt.model import Block, BlockKind, PromptInputs
 from bot.prompt.render import TextFormatter
 from bot.prompt.story import TextHead, TextItems
@@ -90,7 +90,7 @@ def fit(
         return None  # the window was too small: the caller widens it
     newest_message = next((i for i, b in enumerate(newest) if b.message_id is not None), None)
     if newest_message is not None and newest_message not in kept:
-        raise UserFacingError(
+        raise MessageTooLong(
             "That message is too long for this chat: with the character's definitions it "
             "does not fit in the context. Please send a shorter one."
         )

@@ -130,3 +130,40 @@ async def test_model_template_from_props_formats_text_prompts(
     assert "<|user|>Hello!\n<|assistant|>Hi.\n<|user|>Again.\n<|assistant|>" in prompt
     assert "<|im_start|>" not in prompt  # not the default ChatML instruct template
     assert backend.props_calls == 1  # read once, then cached
+
+
+async def test_a_message_too_long_for_the_context_is_refused_and_not_kept(
+    redis: Redis, keys: KeyBuilder
+) -> None:
+    backend = ScriptedBackend()
+    config = AppConfig(
+        backends={
+            "small": BackendConfig(
+                provider="custom",
+                base_url="http://x",
+                model="m",
+                context_size=1024,
+                max_tokens=100,
+            )
+        },
+        defaults=Defaults(backend="small"),
+    )
+    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
+    store = ChatStore(redis, keys)
+    await store.start()
+    surfaces = Surfaces()
+    engine = Engine(
+        store,
+        pool,
+        CharacterLibrary(config),
+        {"dc": surfaces},
+        Pacer(),
+        config.defaults,
+        EstimateCounter(),
+    )
+    await engine.handle(Inbound(KEY, Author("u", "Sam"), Action.MESSAGE, "word " * 2000))
+    assert "too long for this chat" in surfaces(KEY).visible()[-1]  # type: ignore[attr-defined]
+    assert not [m for m in await store.history(KEY) if m.role == "user"]  # not kept
+    backend.enqueue(words("Welcome."))
+    await engine.handle(Inbound(KEY, Author("u", "Sam"), Action.MESSAGE, "A short one."))
+    assert surfaces(KEY).visible()[-1] == "Welcome."  # type: ignore[attr-defined]
