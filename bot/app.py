@@ -66,7 +66,13 @@ class Service:
 
     async def start_state(self) -> ChatStore:
         if self.settings.redis_url:
-            self._redis = Redis.from_url(self.settings.redis_url)
+            try:
+                self._redis = Redis.from_url(self.settings.redis_url)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"REDIS_URL is not a Redis URL: {exc}",
+                    hint="e.g. redis://localhost:6379/0, or leave it empty for the embedded one",
+                ) from None
         else:
             self._embedded = EmbeddedRedis(self.settings.data_dir / "redis")
             self._redis = await self._embedded.start()
@@ -95,9 +101,28 @@ class Service:
         self.backends = BackendPool(config, self._http, self.settings.secret)
         return self.backends
 
+    def validate(self, backends: BackendPool) -> tuple[CharacterLibrary, PromptSetup]:
+        """Everything the config names must exist and load, now rather than mid-chat."""
+        config = self.config
+        known = set(config.backends)
+        for role, name in [("defaults.backend", config.defaults.backend)] + [
+            ("defaults.fallback", n) for n in config.defaults.fallback
+        ]:
+            if name and name not in known:
+                raise ConfigError(
+                    f"{role}: no backend named {name!r}",
+                    hint=f"known: {', '.join(sorted(known)) or 'none'}",
+                )
+        for name in backends.names():
+            backends.get(name)  # unknown provider, missing key variable … fail here
+        library = CharacterLibrary(config)
+        library.get(library.default)
+        return library, PromptSetup.load(config)
+
     async def start(self, surfaces: Mapping[str, SurfaceFactory]) -> Engine:
         store = await self.start_state()
         backends = await self.start_backends()
+        library, setup = self.validate(backends)
         tokenizers = Tokenizers()
         wanted = {
             tokenizers.encoding_for(c.provider, c.model, kind=c.tokenizer)
@@ -107,12 +132,12 @@ class Service:
         return Engine(
             store,
             backends,
-            CharacterLibrary(self.config),
+            library,
             surfaces,
             Pacer(),
             self.config.defaults,
             EstimateCounter(),
-            setup=PromptSetup.load(self.config),
+            setup=setup,
             tokenizers=tokenizers,
         )
 

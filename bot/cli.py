@@ -9,11 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from bot.app import Service, load_frontend
 from bot.backends.base import ModelCatalog
 from bot.config import Settings, load_config
 from bot.engine.characters import CharacterLibrary
-from bot.errors import BotError
+from bot.errors import BotError, ConfigError
 from bot.prompt.cards import export_png
 
 _log = logging.getLogger("bot")
@@ -42,10 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = Settings()
-        if args.config:
-            settings = settings.model_copy(update={"config_file": Path(args.config)})
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = _settings(args)
         # the terminal chat owns the terminal: its log goes to a file (also when `run` has
         # no platform token and opens the terminal chat)
         terminal = args.command == "chat" or (
@@ -56,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             filename=str(settings.data_dir / "sillybot.log") if terminal else None,
         )
+        # one line per HTTP request is noise on a terminal; the log file keeps warnings
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
         command = {
             "run": _run,
             "chat": _chat,
@@ -68,8 +69,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BotError as exc:
         print(f"error: {exc.user_message()}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a folder or file the service cannot create, read or write
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"environment / .env: {problems}", hint="see .env.example") from None
+    if settings.log_level.upper() not in logging.getLevelNamesMapping():
+        raise ConfigError(
+            f"SILLYBOT_LOG_LEVEL={settings.log_level!r} is not a log level",
+            hint="use DEBUG, INFO, WARNING or ERROR",
+        )
+    if args.config:
+        settings = settings.model_copy(update={"config_file": Path(args.config)})
+    if (args.config or settings.config_named()) and not settings.config_file.is_file():
+        raise ConfigError(f"config file not found: {settings.config_file}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
 
 
 async def _frontend_session(settings: Settings, name: str, options: dict[str, str]) -> int:
@@ -138,6 +164,12 @@ async def _check(settings: Settings, args: argparse.Namespace) -> int:
                 problems += 1
                 print(f"character {name}: FAILED — {exc.user_message()}")
         pool = await service.start_backends(allow_local=False)
+        try:
+            service.validate(pool)
+            print("references and prompt files: ok")
+        except BotError as exc:
+            problems += 1
+            print(f"config: FAILED — {exc.user_message()}")
         if not pool.names():
             print("backends: none configured — `chat` and `run` will start the embedded model")
         for name in pool.names():

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
     telegram_token: SecretStr | None = Field(default=None, alias="TELEGRAM_TOKEN")
 
+    def config_named(self) -> bool:
+        """Whether a config file was asked for (then a missing one is an error)."""
+        named = os.environ.get("SILLYBOT_CONFIG") or _dotenv_value(Path(".env"), "SILLYBOT_CONFIG")
+        return bool(named)
+
     def secret(self, variable: str) -> SecretStr | None:
         """An API key named by a backend's ``api_key_env`` (read from env or ``.env``)."""
         value = os.environ.get(variable)
@@ -45,12 +50,18 @@ class Settings(BaseSettings):
 
 
 def _dotenv_value(path: Path, variable: str) -> str | None:
+    """A value from ``.env``: ``NAME=value``, ``export NAME=value``, quoted or with a
+    trailing `` # comment`` (the shapes python-dotenv, which pydantic-settings uses, reads)."""
     if not path.is_file():
         return None
     for line in path.read_text(encoding="utf-8").splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == variable:
-            return value.strip().strip("'\"")
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if not sep or name.strip() != variable:
+            continue
+        value = value.strip()
+        if value[:1] in ("'", '"') and value[:1] in value[1:]:
+            return value[1 : value.index(value[0], 1)]
+        return value.split(" #", 1)[0].strip()
     return None
 
 
@@ -160,7 +171,7 @@ class BackendConfig(BaseModel):
     mode: Literal["chat", "text"] = "chat"
     base_url: str = ""
     model: str = ""
-    api_key_env: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     context_size: int = Field(default=8192, ge=256)
     max_tokens: int = Field(default=300, ge=1)
     sampler: Sampler = Sampler()
@@ -330,9 +341,21 @@ def _with_preset(backend: BackendConfig, base: Path) -> BackendConfig:
     return backend.model_copy(update={"sampler": sampler, "sampler_preset": path})
 
 
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
 def _describe(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: {exc.error_count()} problem(s)"]
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+        got = err.get("input")
+        # a value under a secret-looking name, or a long token-like string, is never echoed
+        hide = any(w in where.lower() for w in _SECRET_WORDS) or (
+            isinstance(got, str) and len(got) > 24 and " " not in got
+        )
+        shown = "(hidden: it looks like a secret; secrets belong in .env)" if hide else repr(got)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: not a known setting (a typo?) — got {shown}")
+        else:
+            lines.append(f"  {where}: {err['msg']} (got {shown})")
     return "\n".join(lines)
