@@ -86,7 +86,7 @@ async def backend_rate(chunks: list[bytes], n: int) -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 200_000
     events = body(n)
     for label, chunks in (("16 KiB reads", rechunk(events, 16384)), ("1 event/read", events)):
         print(f"parser only, {label:>12}: {parse_rate(chunks, n):>10,.0f} events/s")

@@ -48,7 +48,11 @@ def load_frontend(name: str) -> type[FrontEnd]:
     found = {ep.name: ep for ep in entry_points(group="sillybot.frontends")}
     if name not in found:
         known = ", ".join(sorted(found)) or "none (is the package installed? pip install -e .)"
-        raise ConfigError(f"unknown front end {name!r}; installed: {known}")
+        token = f"{name.upper()}_TOKEN"
+        raise ConfigError(
+            f"the {name} front end is not installed (installed: {known})",
+            hint=f"unset {token} to use the terminal chat",
+        )
     frontend: type[FrontEnd] = found[name].load()
     return frontend
 

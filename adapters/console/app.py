@@ -122,6 +122,7 @@ class ConsoleFrontEnd:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
             await engine.close()
+            self._print("")  # leave the shell prompt on a line of its own
 
     def _interrupt(self, engine: Engine) -> None:
         if engine.busy(self.key):  # Ctrl-C while a reply streams stops it; else it quits
