@@ -199,6 +199,8 @@ class Replier:
         vars_field, lore_field = f"vars:{state.chat_id}", f"lore:{state.chat_id}"
         variables = loads_vars(state.settings.get(vars_field))
         vars_before = dict(variables)
+        if persona is not None:  # the user's past lines speak under their persona's name
+            history = _as_persona(history, _author_id(state), persona.name)
         scripts = self.scripts(cast)
         if scripts.prompt:  # prompt-only scripts change what is sent, not what is stored
             history = scripts.for_prompt(history, script_macros(user_name, character.name))
@@ -382,6 +384,16 @@ class Replier:
             created=time.time(),
             platform_ids=ids,
         )
+
+
+def _as_persona(history: list[ChatMessage], user_id: str, name: str) -> list[ChatMessage]:
+    out = []
+    for m in history:
+        if m.role == "user" and m.user_id == user_id and m.name != name:
+            m = m.copy()  # stored entries are shared: never change them in place
+            m.name = name
+        out.append(m)
+    return out
 
 
 def _author_id(state: TurnState) -> str:

@@ -93,6 +93,7 @@ async def test_persona_per_user_and_per_server(rig: Rig) -> None:
     await rig.store.set_persona(KEY, "u1", persona_key("u1"), json.dumps(persona.to_dict()))
     prompt = await rig.say("Ahoy.")
     assert "A retired sea captain" in prompt
+
     here = Persona("Alex the Bard", "A wandering bard.")
     await rig.store.set_persona(KEY, "u1", persona_key("u1", "g1"), json.dumps(here.to_dict()))
     prompt = await rig.say("A song!")
@@ -101,6 +102,10 @@ async def test_persona_per_user_and_per_server(rig: Rig) -> None:
     bob = await rig.say("Hi, I'm Bob.", Author("u2", "Bob"))
     last_user = rig.backend.requests[-1].messages[-1].content
     assert "Bob" in last_user and "sea captain" not in bob
+    # two people now: lines carry names, and Alex's own past lines speak as the persona
+    again = await rig.say("Another song?")
+    assert "Alex the Bard: A song!" in again and "Bob: Hi, I'm Bob." in again
+    assert "Alex: " not in again
 
 
 async def test_authors_note_goes_near_the_end(rig: Rig) -> None:
