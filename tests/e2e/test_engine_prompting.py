@@ -102,9 +102,9 @@ async def test_persona_per_user_and_per_server(rig: Rig) -> None:
     bob = await rig.say("Hi, I'm Bob.", Author("u2", "Bob"))
     last_user = rig.backend.requests[-1].messages[-1].content
     assert "Bob" in last_user and "sea captain" not in bob
-    # two people now: lines carry names, and Alex's own past lines speak as the persona
+    # two people now: the others' lines carry names; Alex is the persona, not "Alex"
     again = await rig.say("Another song?")
-    assert "Alex the Bard: A song!" in again and "Bob: Hi, I'm Bob." in again
+    assert "between Aria and Alex the Bard." in again and "Bob: Hi, I'm Bob." in again
     assert "Alex: " not in again
 
 
