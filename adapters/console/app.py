@@ -137,6 +137,10 @@ class ConsoleFrontEnd:
         word, _, rest = line.partition(" ")
         if word in ("/quit", "/exit"):
             return False
+        if word in ("/usage", "/history", "/chats", "/export", "/persona", "/note"):
+            # these read or change state directly: let queued turns finish first, so they
+            # happen in the order typed and never print into a reply that is streaming
+            await engine.idle()
         if word == "/help":
             self._print(HELP + "\n")
         elif word == "/persona":

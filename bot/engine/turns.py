@@ -280,8 +280,8 @@ class Engine:
             doomed.append(message.id)
             if message.role == "user":
                 break
-        if not doomed:
-            raise UserFacingError("There is nothing to delete.")
+        else:  # no message of the user's: only the greeting(s), which stay
+            raise UserFacingError("There is nothing to delete yet.")
         await self.notice(state.key, f"Deleted the last {len(doomed)} message(s).")
         return [ops.delete(i) for i in doomed]
 

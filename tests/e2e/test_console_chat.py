@@ -151,3 +151,14 @@ async def test_ctrl_c_stops_the_streaming_reply_and_keeps_it(tmp_path: Path) -> 
         assert "Traceback" not in text + err.decode()
         # the stored reply is what arrived before the stop
         assert "Aria: w1 w2 w3" in text.split("[stopped]", 1)[1]
+
+
+async def test_commands_run_in_the_order_typed(tmp_path: Path) -> None:
+    async with FakeOpenAI() as server:
+        config = write_config(tmp_path, server.base_url)
+        server.enqueue(Text(deltas=["A warm ", "welcome."]))
+        code, out, err = await chat(tmp_path, config, "hi\n/usage\n")
+        assert code == 0, err
+        # /usage waited for the reply it was typed after, and counted it
+        assert out.index("A warm welcome.") < out.index("fake / gpt-test:")
+        assert "[edited" not in out

@@ -297,3 +297,10 @@ async def test_resuming_a_missing_chat_says_so_and_keeps_the_channel_free(rig: R
     assert rig.seen()[-1] == "There is no saved chat #99 here (saved: none yet)."
     await rig.say("are you there?")  # not stuck behind a held lock
     assert rig.seen()[-1] == "still here"
+
+
+async def test_delete_on_a_fresh_chat_keeps_the_greeting(rig: Rig) -> None:
+    await rig.act(Action.GREET)
+    await rig.act(Action.DELETE_LAST)
+    assert rig.seen()[-1] == "There is nothing to delete yet."
+    assert [r for r, _ in await rig.texts()] == ["assistant"]
