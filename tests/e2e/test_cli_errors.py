@@ -51,6 +51,7 @@ def test_bad_settings_are_one_line(tmp_path: Path, env: dict[str, str], expected
         ("backends:\n  b:\n    provider: nope\n", "unknown provider 'nope'"),
         ("defaults:\n  backend: ghost\nbackends:\n  b: {provider: openai}\n", "ghost"),
         ("characters:\n  x:\n    card: missing.png\n", "missing.png"),
+        ("backends:\n  b: [unclosed\n", "not valid YAML at line 3"),
     ],
 )
 def test_config_mistakes_are_reported_without_secrets(
