@@ -22,6 +22,32 @@ from tests.fakes.engine import ScriptedBackend, Surfaces, words
 KEY = ChatKey("dc", "bot", "c1")
 
 
+async def make_engine(
+    redis: Redis,
+    keys: KeyBuilder,
+    backend: ScriptedBackend,
+    backend_config: BackendConfig,
+    tokenizers: Tokenizers | None = None,
+) -> tuple[Engine, ChatStore, Surfaces]:
+    """An engine on a real Redis whose one backend, named "b", is ``backend``."""
+    config = AppConfig(backends={"b": backend_config}, defaults=Defaults(backend="b"))
+    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
+    store = ChatStore(redis, keys)
+    await store.start()
+    surfaces = Surfaces()
+    engine = Engine(
+        store,
+        pool,
+        CharacterLibrary(config),
+        {"dc": surfaces},
+        Pacer(),
+        config.defaults,
+        EstimateCounter(),
+        tokenizers=tokenizers,
+    )
+    return engine, store, surfaces
+
+
 class DenseCountingBackend(ScriptedBackend):
     """A server whose tokenizer makes one token of every two characters."""
 
@@ -36,30 +62,18 @@ class DenseCountingBackend(ScriptedBackend):
 
 async def kept_messages(redis: Redis, keys: KeyBuilder, tokenizers: Tokenizers | None) -> int:
     backend = DenseCountingBackend()
-    config = AppConfig(
-        backends={
-            "dense": BackendConfig(
-                provider="llamacpp",
-                base_url="http://x/v1",
-                model="m",
-                context_size=1200,
-                max_tokens=100,
-            )
-        },
-        defaults=Defaults(backend="dense"),
-    )
-    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
-    store = ChatStore(redis, keys)
-    await store.start()
-    engine = Engine(
-        store,
-        pool,
-        CharacterLibrary(config),
-        {"dc": Surfaces()},
-        Pacer(),
-        config.defaults,
-        EstimateCounter(),
-        tokenizers=tokenizers,
+    engine, _, _ = await make_engine(
+        redis,
+        keys,
+        backend,
+        BackendConfig(
+            provider="llamacpp",
+            base_url="http://x/v1",
+            model="m",
+            context_size=1200,
+            max_tokens=100,
+        ),
+        tokenizers,
     )
     for i in range(30):
         backend.enqueue(words(f"reply number {i} with a few more words to fill the context"))
@@ -98,29 +112,17 @@ async def test_model_template_from_props_formats_text_prompts(
     redis: Redis, keys: KeyBuilder
 ) -> None:
     backend = PropsBackend()
-    config = AppConfig(
-        backends={
-            "llama": BackendConfig(
-                provider="llamacpp-native",
-                base_url="http://x",
-                mode="text",
-                model="m",
-                model_template=True,
-            )
-        },
-        defaults=Defaults(backend="llama"),
-    )
-    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
-    store = ChatStore(redis, keys)
-    await store.start()
-    engine = Engine(
-        store,
-        pool,
-        CharacterLibrary(config),
-        {"dc": Surfaces()},
-        Pacer(),
-        config.defaults,
-        EstimateCounter(),
+    engine, _, _ = await make_engine(
+        redis,
+        keys,
+        backend,
+        BackendConfig(
+            provider="llamacpp-native",
+            base_url="http://x",
+            mode="text",
+            model="m",
+            model_template=True,
+        ),
     )
     for text in ("Hello!", "Again."):
         backend.enqueue(words("Hi."))
@@ -136,30 +138,17 @@ async def test_a_message_too_long_for_the_context_is_refused_and_not_kept(
     redis: Redis, keys: KeyBuilder
 ) -> None:
     backend = ScriptedBackend()
-    config = AppConfig(
-        backends={
-            "small": BackendConfig(
-                provider="custom",
-                base_url="http://x",
-                model="m",
-                context_size=1024,
-                max_tokens=100,
-            )
-        },
-        defaults=Defaults(backend="small"),
-    )
-    pool = BackendPool(config, None, lambda _: None, lambda *_: backend)  # type: ignore[arg-type]
-    store = ChatStore(redis, keys)
-    await store.start()
-    surfaces = Surfaces()
-    engine = Engine(
-        store,
-        pool,
-        CharacterLibrary(config),
-        {"dc": surfaces},
-        Pacer(),
-        config.defaults,
-        EstimateCounter(),
+    engine, store, surfaces = await make_engine(
+        redis,
+        keys,
+        backend,
+        BackendConfig(
+            provider="custom",
+            base_url="http://x",
+            model="m",
+            context_size=1024,
+            max_tokens=100,
+        ),
     )
     await engine.handle(Inbound(KEY, Author("u", "Sam"), Action.MESSAGE, "word " * 2000))
     assert "too long for this chat" in surfaces(KEY).visible()[-1]  # type: ignore[attr-defined]
