@@ -34,7 +34,7 @@ from bot.backends.errors import (
     transport_error,
     what_it_said,
 )
-from bot.backends.family import JsonBackend, standard_factory
+from bot.backends.family import JsonBackend, require_chat, standard_factory
 from bot.backends.http_json import closing
 from bot.errors import BackendError, BackendRateLimited, BackendUnavailable
 
@@ -139,12 +139,7 @@ class AnthropicBackend(JsonBackend):
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        if request.mode != "chat":
-            raise BackendError(
-                "Claude has no text completion endpoint",
-                backend=self.name,
-                hint="set `mode: chat` for this backend",
-            )
+        require_chat(request, self.name, "Claude")
         events = self._http.generate(
             self.base_url + "/messages",
             self.request_body(request),

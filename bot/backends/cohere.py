@@ -30,7 +30,7 @@ from bot.backends.errors import (
     transport_error,
     what_it_said,
 )
-from bot.backends.family import JsonBackend, standard_factory
+from bot.backends.family import JsonBackend, require_chat, standard_factory
 from bot.backends.http_json import closing
 from bot.errors import BackendAuthError, BackendError, BackendRateLimited
 
@@ -109,12 +109,7 @@ class CohereBackend(JsonBackend):
         return build_body(self.preset, request, model=self._model, stream=self._stream)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        if request.mode != "chat":
-            raise BackendError(
-                "Cohere has no text completion endpoint",
-                backend=self.name,
-                hint="set `mode: chat` for this backend",
-            )
+        require_chat(request, self.name, "Cohere")
         events = self._http.generate(
             self.base_url + "/chat",
             self.request_body(request),

@@ -14,7 +14,7 @@ from typing import ClassVar, Protocol
 import httpx
 from pydantic import SecretStr
 
-from bot.backends.base import Backend
+from bot.backends.base import Backend, GenerationRequest
 from bot.backends.errors import Failure
 from bot.backends.extras import NativeExtras, native_extras
 from bot.backends.http_json import DEFAULT_MAX_BODY, JsonHttp, api_secret, request_headers
@@ -150,3 +150,13 @@ def standard_factory(backend: StandardBackend) -> Factory:
         )
 
     return build
+
+
+def require_chat(request: GenerationRequest, backend: str, service: str) -> None:
+    """Chat-only services: a text-mode request is a config mistake with one clear fix."""
+    if request.mode != "chat":
+        raise BackendError(
+            f"{service} has no text completion endpoint",
+            backend=backend,
+            hint="set `mode: chat` for this backend",
+        )

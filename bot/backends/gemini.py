@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from bot.backends.base import GenerationRequest, ModelInfo, StreamEvent
 from bot.backends.errors import Failure, decode_json, protocol_error, unreadable
+from bot.backends.family import require_chat
 from bot.backends.gemini_errors import gemini_error
 from bot.backends.gemini_wire import (
     SAFETY_CATEGORIES,
@@ -115,12 +116,7 @@ class GeminiBackend:
     # -- Backend -------------------------------------------------------------------------
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        if request.mode != "chat":
-            raise BackendError(
-                "Gemini has no text completion endpoint",
-                backend=self.name,
-                hint="set `mode: chat` for this backend",
-            )
+        require_chat(request, self.name, "Gemini")
         body = self.request_body(request)
         method = "streamGenerateContent" if self._stream else "generateContent"
         url = self._model_url(request.model or self._model, method)
